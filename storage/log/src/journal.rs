@@ -1,0 +1,197 @@
+//! What the committer thread and the readers share: the journal files, the
+//! partitions, and the queue into the committer.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use bytes::BytesMut;
+use parking_lot::RwLock;
+use tokio::sync::{oneshot, watch};
+
+use crate::batch::BatchHeader;
+use crate::clock::Clock;
+use crate::config::LogConfig;
+use crate::error::{LogError, Result};
+use crate::frame::ControlOp;
+use crate::state::PartitionState;
+
+pub(crate) struct PartitionShared {
+    pub id: u64,
+    pub key: String,
+    pub state: RwLock<PartitionState>,
+    pub deleted: AtomicBool,
+    /// The partition's visible end offset, for readers that wait for new data.
+    pub end: watch::Sender<u64>,
+}
+
+impl PartitionShared {
+    pub fn new(state: PartitionState) -> Arc<Self> {
+        let (end, _) = watch::channel(state.meta.next_offset);
+        Arc::new(PartitionShared {
+            id: state.meta.id,
+            key: state.meta.key.clone(),
+            state: RwLock::new(state),
+            deleted: AtomicBool::new(false),
+            end,
+        })
+    }
+
+    pub fn check_live(&self) -> Result<()> {
+        if self.deleted.load(Ordering::Acquire) {
+            return Err(LogError::UnknownPartition(self.key.clone()));
+        }
+        Ok(())
+    }
+}
+
+/// How an append's offsets are decided.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum AppendMode {
+    /// The log assigns offsets (and the epoch) as a leader does.
+    Leader {
+        epoch: Option<i32>,
+        expected_offset: Option<u64>,
+    },
+    /// Offsets and epochs were assigned by a leader; they must continue the log.
+    Replica,
+}
+
+/// Result of a successful append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub base_offset: u64,
+    /// One past the last offset appended.
+    pub next_offset: u64,
+    /// Largest record timestamp among the appended batches.
+    pub max_timestamp: i64,
+}
+
+pub(crate) struct AppendRequest {
+    pub partition: Arc<PartitionShared>,
+    /// One or more whole, verified batches.
+    pub batches: BytesMut,
+    pub headers: Vec<BatchHeader>,
+    pub mode: AppendMode,
+    /// Acknowledge only after fdatasync.
+    pub durable: bool,
+    pub reply: oneshot::Sender<Result<Appended>>,
+}
+
+pub(crate) enum ControlTarget {
+    New { key: String },
+    Existing(Arc<PartitionShared>),
+}
+
+pub(crate) enum Request {
+    Append(AppendRequest),
+    Control {
+        target: ControlTarget,
+        op: ControlOp,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    /// Seal every partition's active segment that is due by age (or all, when `force`).
+    Flush { reply: oneshot::Sender<Result<()>> },
+    Shutdown,
+}
+
+/// Open journal files by sequence number.
+pub(crate) struct Files {
+    dir: PathBuf,
+    open: RwLock<BTreeMap<u64, Arc<File>>>,
+}
+
+impl Files {
+    pub fn new(dir: PathBuf) -> Self {
+        Files {
+            dir,
+            open: RwLock::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn path(&self, seq: u64) -> PathBuf {
+        journal_path(&self.dir, seq)
+    }
+
+    pub fn get(&self, seq: u64) -> Option<Arc<File>> {
+        self.open.read().get(&seq).cloned()
+    }
+
+    pub fn insert(&self, seq: u64, file: Arc<File>) {
+        self.open.write().insert(seq, file);
+        crate::metrics::JOURNAL_FILES.set(self.open.read().len() as i64);
+    }
+
+    pub fn seqs(&self) -> Vec<u64> {
+        self.open.read().keys().copied().collect()
+    }
+
+    /// Forgets and unlinks a file. Readers holding it keep reading their copy.
+    pub fn remove(&self, seq: u64) -> Result<()> {
+        self.open.write().remove(&seq);
+        crate::metrics::JOURNAL_FILES.set(self.open.read().len() as i64);
+        let path = self.path(seq);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(LogError::io(path, e)),
+        }
+    }
+}
+
+pub(crate) fn journal_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{seq:020}.wal"))
+}
+
+/// Parses a journal file name back into its sequence number.
+pub(crate) fn parse_journal_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".wal")?;
+    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+/// Journal positions: how far the committer has written, and how far fdatasync has made durable.
+#[derive(Debug, Default)]
+pub(crate) struct Positions {
+    pub file: AtomicU64,
+    pub written: AtomicU64,
+    pub flushed: AtomicU64,
+}
+
+pub(crate) struct Shared {
+    pub config: LogConfig,
+    pub clock: Arc<dyn Clock>,
+    pub files: Files,
+    pub partitions: RwLock<HashMap<String, Arc<PartitionShared>>>,
+    pub tx: crossbeam_channel::Sender<Request>,
+    pub positions: Positions,
+}
+
+impl Shared {
+    pub fn partition(&self, key: &str) -> Result<Arc<PartitionShared>> {
+        self.partitions
+            .read()
+            .get(key)
+            .cloned()
+            .ok_or_else(|| LogError::UnknownPartition(key.to_string()))
+    }
+
+    pub fn send(&self, request: Request) -> Result<()> {
+        self.tx
+            .send(request)
+            .map_err(|_| LogError::Closed("the committer has stopped".into()))
+    }
+}
+
+/// Waits for the committer's answer; a dropped reply means it stopped.
+pub(crate) async fn await_reply<T>(rx: oneshot::Receiver<Result<T>>) -> Result<T> {
+    rx.await
+        .unwrap_or_else(|_| Err(LogError::Closed("the committer stopped before answering".into())))
+}

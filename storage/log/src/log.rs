@@ -1,0 +1,454 @@
+//! The public handle: open a log, create partitions, append and read.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::BytesMut;
+use parking_lot::Mutex;
+use tokio::sync::{oneshot, watch};
+use tracing::info;
+
+use crate::batch::{self, BatchError, BatchHeader};
+use crate::clock::{Clock, SystemClock};
+use crate::committer::{Committer, CommitterStart};
+use crate::config::{Durability, LogConfig, SegmentConfig};
+use crate::error::{LogError, Result};
+use crate::frame::ControlOp;
+use crate::journal::{
+    AppendMode, AppendRequest, Appended, ControlTarget, Files, PartitionShared, Positions, Request, Shared,
+    await_reply,
+};
+use crate::read::{self, ReadBatches, SegmentReader};
+use crate::recovery;
+use crate::state::SegmentInfo;
+
+/// Longest partition key accepted.
+pub const MAX_PARTITION_KEY_LEN: usize = 512;
+
+/// A broker's local write-ahead log: one journal shared by all its partitions.
+pub struct Log {
+    shared: Arc<Shared>,
+    committer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    _lock: File,
+}
+
+/// Where the journal's write end is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalPosition {
+    pub file: u64,
+    /// Bytes of the current file handed to the OS.
+    pub written: u64,
+    /// Bytes of the current file known durable.
+    pub flushed: u64,
+}
+
+/// A partition's offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionOffsets {
+    /// First offset that exists (retention moves it).
+    pub log_start: u64,
+    /// First offset held locally; below it (and at or above `log_start`) data is in object storage.
+    pub local_start: u64,
+    /// One past the last offset.
+    pub end: u64,
+}
+
+/// Options of a leader append.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AppendOptions {
+    /// Leader epoch stamped on the batches; defaults to the partition's latest.
+    pub leader_epoch: Option<i32>,
+    /// Append only if the partition currently ends at this offset.
+    pub expected_offset: Option<u64>,
+    /// When to acknowledge; defaults to the log's configured durability.
+    pub durability: Option<Durability>,
+}
+
+impl Log {
+    /// Opens (or creates) the log in `dir`, recovering after a crash if needed.
+    /// Blocking: call it before starting to serve, or from a blocking thread.
+    pub fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<Log> {
+        Self::open_with_clock(dir, config, Arc::new(SystemClock))
+    }
+
+    pub fn open_with_clock(dir: impl AsRef<Path>, config: LogConfig, clock: Arc<dyn Clock>) -> Result<Log> {
+        let started = std::time::Instant::now();
+        let dir = dir.as_ref();
+        let journal_dir = dir.join("journal");
+        std::fs::create_dir_all(&journal_dir).map_err(|e| LogError::io(&journal_dir, e))?;
+        let lock = lock_dir(dir)?;
+        let recovered = recovery::recover(&journal_dir, &config)?;
+        let files = Files::new(journal_dir);
+        for (seq, file) in &recovered.older {
+            files.insert(*seq, file.clone());
+        }
+        files.insert(recovered.seq, recovered.current.clone());
+        let partitions = recovered
+            .partitions
+            .values()
+            .map(|p| (p.key.clone(), p.clone()))
+            .collect();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let shared = Arc::new(Shared {
+            config,
+            clock,
+            files,
+            partitions: parking_lot::RwLock::new(partitions),
+            tx,
+            positions: Positions::default(),
+        });
+        let start = CommitterStart {
+            file: recovered.current,
+            seq: recovered.seq,
+            written: recovered.written,
+            footer: recovered.footer,
+            by_id: recovered.partitions,
+            next_partition_id: recovered.next_partition_id,
+        };
+        let committer = Committer::new(shared.clone(), rx, start);
+        let handle = std::thread::Builder::new()
+            .name("strata-log-committer".into())
+            .spawn(move || committer.run())
+            .map_err(|e| LogError::io(dir, e))?;
+        crate::metrics::RECOVERY_SECONDS.observe(started.elapsed().as_secs_f64());
+        info!(dir = %dir.display(), elapsed_ms = started.elapsed().as_millis() as u64, "log opened");
+        Ok(Log {
+            shared,
+            committer: Mutex::new(Some(handle)),
+            _lock: lock,
+        })
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.shared.config
+    }
+
+    /// Keys of all partitions, sorted.
+    pub fn partition_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.shared.partitions.read().keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    pub fn partition(&self, key: &str) -> Result<Partition> {
+        Ok(Partition {
+            shared: self.shared.clone(),
+            inner: self.shared.partition(key)?,
+        })
+    }
+
+    /// Creates a partition; `config` defaults to the log's segment settings.
+    pub async fn create_partition(&self, key: &str, config: Option<SegmentConfig>) -> Result<Partition> {
+        validate_key(key)?;
+        let config = config.unwrap_or(self.shared.config.default_segment);
+        validate_segment_config(&config)?;
+        let op = ControlOp::Create {
+            key: key.to_string(),
+            config,
+        };
+        self.control(ControlTarget::New { key: key.to_string() }, op).await?;
+        self.partition(key)
+    }
+
+    /// Deletes a partition; its journal space is released once no other
+    /// partition's data shares the same journal files.
+    pub async fn delete_partition(&self, key: &str) -> Result<()> {
+        let p = self.shared.partition(key)?;
+        self.control(ControlTarget::Existing(p), ControlOp::Delete).await
+    }
+
+    /// Makes everything written so far durable.
+    pub async fn flush(&self) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        self.shared.send(Request::Flush { reply })?;
+        await_reply(rx).await
+    }
+
+    pub fn journal_position(&self) -> JournalPosition {
+        let p = &self.shared.positions;
+        JournalPosition {
+            file: p.file.load(Ordering::Acquire),
+            written: p.written.load(Ordering::Acquire),
+            flushed: p.flushed.load(Ordering::Acquire),
+        }
+    }
+
+    /// Journal files on disk, by sequence number.
+    pub fn journal_files(&self) -> Vec<u64> {
+        self.shared.files.seqs()
+    }
+
+    /// Stops the committer after it has written and flushed everything queued before this call.
+    pub fn close(&self) {
+        if let Some(handle) = self.committer.lock().take() {
+            let _ = self.shared.tx.send(Request::Shutdown);
+            let _ = handle.join();
+        }
+    }
+
+    async fn control(&self, target: ControlTarget, op: ControlOp) -> Result<()> {
+        control(&self.shared, target, op).await
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+async fn control(shared: &Shared, target: ControlTarget, op: ControlOp) -> Result<()> {
+    let (reply, rx) = oneshot::channel();
+    shared.send(Request::Control { target, op, reply })?;
+    await_reply(rx).await
+}
+
+/// One partition of the log. Cheap to clone.
+#[derive(Clone)]
+pub struct Partition {
+    shared: Arc<Shared>,
+    inner: Arc<PartitionShared>,
+}
+
+impl std::fmt::Debug for Partition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Partition").field("key", &self.inner.key).finish()
+    }
+}
+
+impl Partition {
+    pub fn key(&self) -> &str {
+        &self.inner.key
+    }
+
+    pub fn offsets(&self) -> PartitionOffsets {
+        let state = self.inner.state.read();
+        PartitionOffsets {
+            log_start: state.meta.log_start,
+            local_start: state.meta.local_start,
+            end: state.meta.next_offset,
+        }
+    }
+
+    pub fn segment_config(&self) -> SegmentConfig {
+        self.inner.state.read().meta.config
+    }
+
+    /// Appends one or more whole record batches as a leader: the log assigns
+    /// offsets and the leader epoch by rewriting those header fields; the
+    /// batches are otherwise stored exactly as given.
+    pub async fn append(&self, batches: impl Into<BytesMut>, options: AppendOptions) -> Result<Appended> {
+        let mode = AppendMode::Leader {
+            epoch: options.leader_epoch,
+            expected_offset: options.expected_offset,
+        };
+        self.submit(batches.into(), mode, options.durability).await
+    }
+
+    /// Appends batches whose offsets and epochs a leader assigned; they must
+    /// continue this partition exactly.
+    pub async fn append_replicated(&self, batches: impl Into<BytesMut>) -> Result<Appended> {
+        self.submit(batches.into(), AppendMode::Replica, None).await
+    }
+
+    async fn submit(&self, batches: BytesMut, mode: AppendMode, durability: Option<Durability>) -> Result<Appended> {
+        self.inner.check_live()?;
+        let headers = self.verify(&batches, matches!(mode, AppendMode::Replica))?;
+        let durable = durability.unwrap_or(self.shared.config.durability) == Durability::Fsync;
+        let (reply, rx) = oneshot::channel();
+        self.shared.send(Request::Append(AppendRequest {
+            partition: self.inner.clone(),
+            batches,
+            headers,
+            mode,
+            durable,
+            reply,
+        }))?;
+        await_reply(rx).await
+    }
+
+    fn verify(&self, buf: &[u8], replicated: bool) -> Result<Vec<BatchHeader>> {
+        let config = &self.shared.config;
+        if buf.len() > config.max_batch_bytes {
+            return Err(LogError::BatchTooLarge {
+                size: buf.len(),
+                limit: config.max_batch_bytes,
+            });
+        }
+        if buf.is_empty() {
+            return Err(LogError::InvalidBatch(BatchError::Truncated {
+                needed: batch::HEADER_LEN,
+                available: 0,
+            }));
+        }
+        let mut headers: Vec<BatchHeader> = Vec::with_capacity(1);
+        for item in batch::batches(buf) {
+            let (_, range) = item?;
+            let h = batch::verify_batch(&buf[range], config.max_uncompressed_batch_bytes)?;
+            if replicated {
+                if h.base_offset < 0 {
+                    return Err(LogError::InvalidOperation(format!("negative base offset {}", h.base_offset)));
+                }
+                if let Some(prev) = headers.last()
+                    && prev.next_offset() != h.base_offset
+                {
+                    return Err(LogError::NonContiguous {
+                        expected: prev.next_offset() as u64,
+                        got: h.base_offset as u64,
+                    });
+                }
+            }
+            headers.push(h);
+        }
+        Ok(headers)
+    }
+
+    /// Removes every offset at and after `offset` (a divergent suffix after a leader change).
+    pub async fn truncate(&self, offset: u64) -> Result<()> {
+        self.control(ControlOp::Truncate { offset }).await
+    }
+
+    /// Moves the log start offset forward (retention, DeleteRecords); the
+    /// space of data below it is reclaimed.
+    pub async fn advance_start_offset(&self, offset: u64) -> Result<()> {
+        self.control(ControlOp::AdvanceStart { offset }).await
+    }
+
+    pub async fn set_segment_config(&self, config: SegmentConfig) -> Result<()> {
+        validate_segment_config(&config)?;
+        self.control(ControlOp::SetConfig { config }).await
+    }
+
+    /// Seals the active segment now, if it holds anything.
+    pub async fn seal_active_segment(&self) -> Result<()> {
+        self.control(ControlOp::Seal { offset: 0 }).await
+    }
+
+    /// Local segments in offset order; the last is the active one.
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        self.inner.state.read().meta.segments.clone()
+    }
+
+    /// Sealed segments not yet in object storage, oldest first.
+    pub fn segments_to_offload(&self) -> Vec<SegmentInfo> {
+        let state = self.inner.state.read();
+        state
+            .meta
+            .segments
+            .iter()
+            .filter(|s| s.sealed && !s.offloaded)
+            .cloned()
+            .collect()
+    }
+
+    /// The batches of a sealed segment, as a stream of chunks.
+    pub fn segment_reader(&self, base_offset: u64) -> Result<SegmentReader> {
+        SegmentReader::new(self.shared.clone(), &self.inner, base_offset)
+    }
+
+    /// Records that the sealed segment starting at `base_offset` is safely in object storage.
+    pub async fn mark_offloaded(&self, base_offset: u64) -> Result<()> {
+        self.control(ControlOp::Offloaded { base_offset }).await
+    }
+
+    /// Releases the local copies of offloaded segments that end at or below
+    /// `up_to` (never anything not yet offloaded).
+    pub async fn release_local(&self, up_to: u64) -> Result<()> {
+        self.control(ControlOp::ReleaseLocal { offset: up_to }).await
+    }
+
+    /// Reads whole batches from the one holding `offset`, up to `max_bytes`
+    /// (at least one batch). Blocking disk reads: use [`Partition::read`] from async code.
+    pub fn read_blocking(&self, offset: u64, max_bytes: usize) -> Result<ReadBatches> {
+        read::read(&self.shared.files, &self.inner, offset, max_bytes, None)
+    }
+
+    /// As [`Partition::read_blocking`], never returning batches at or past `max_offset`
+    /// (a high watermark).
+    pub fn read_up_to_blocking(&self, offset: u64, max_bytes: usize, max_offset: u64) -> Result<ReadBatches> {
+        read::read(&self.shared.files, &self.inner, offset, max_bytes, Some(max_offset))
+    }
+
+    pub async fn read(&self, offset: u64, max_bytes: usize) -> Result<ReadBatches> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.read_blocking(offset, max_bytes))
+            .await
+            .map_err(|e| LogError::Closed(format!("read task failed: {e}")))?
+    }
+
+    /// The offset of the first record with a timestamp at or after `timestamp_ms`.
+    pub async fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<u64>> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.offset_for_timestamp_blocking(timestamp_ms))
+            .await
+            .map_err(|e| LogError::Closed(format!("read task failed: {e}")))?
+    }
+
+    pub fn offset_for_timestamp_blocking(&self, timestamp_ms: i64) -> Result<Option<u64>> {
+        let max = self.shared.config.max_uncompressed_batch_bytes;
+        read::offset_for_timestamp(&self.shared.files, &self.inner, timestamp_ms, max)
+    }
+
+    /// Leader epoch of the batch holding `offset`.
+    pub fn epoch_at(&self, offset: u64) -> Option<i32> {
+        self.inner.state.read().epoch_at(offset)
+    }
+
+    /// The largest epoch at or below `epoch` and the offset where it ends
+    /// (Kafka's OffsetsForLeaderEpoch).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, u64)> {
+        self.inner.state.read().end_offset_for_epoch(epoch)
+    }
+
+    /// Follows the partition's end offset: wakes readers waiting for new data.
+    pub fn watch_end(&self) -> watch::Receiver<u64> {
+        self.inner.end.subscribe()
+    }
+
+    async fn control(&self, op: ControlOp) -> Result<()> {
+        control(&self.shared, ControlTarget::Existing(self.inner.clone()), op).await
+    }
+}
+
+fn validate_key(key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(LogError::InvalidPartitionKey(key.into(), "empty"));
+    }
+    if key.len() > MAX_PARTITION_KEY_LEN {
+        return Err(LogError::InvalidPartitionKey(key.into(), "longer than 512 bytes"));
+    }
+    if key.chars().any(char::is_control) {
+        return Err(LogError::InvalidPartitionKey(key.into(), "contains control characters"));
+    }
+    Ok(())
+}
+
+fn validate_segment_config(config: &SegmentConfig) -> Result<()> {
+    if config.segment_bytes == 0 || config.segment_ms <= 0 {
+        return Err(LogError::InvalidOperation(
+            "segment_bytes and segment_ms must be positive".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Takes an exclusive lock on the data directory: two processes writing
+/// one journal would destroy it.
+fn lock_dir(dir: &Path) -> Result<File> {
+    let path = dir.join("LOCK");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| LogError::io(&path, e))?;
+    // SAFETY: flock on a file descriptor we own; no memory is involved.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(LogError::io(&path, std::io::Error::last_os_error()));
+    }
+    Ok(file)
+}
