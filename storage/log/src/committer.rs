@@ -1,16 +1,21 @@
 //! The committer: one thread that owns the journal's write end.
 //!
-//! Appends from every partition queue up while the previous commit's
-//! fdatasync runs; the committer then takes them all, assigns offsets, lays
-//! each partition's batches out contiguously (one frame, one index entry per
-//! partition per commit), writes the lot with one `pwrite` and makes it
-//! durable with one `fdatasync`. Only then are the new runs published to
-//! readers and the appends acknowledged. Offsets are assigned here, on one
-//! thread, so a failed write (a full disk) leaves no gap: nothing is
-//! published, the file is cut back to where it was, and the appends fail.
+//! Appends from every partition queue up while earlier commits are being
+//! made durable; the committer takes them all, assigns offsets, lays each
+//! partition's batches out contiguously (one frame, one index entry per
+//! partition per commit) and writes the lot with one `pwrite`. The syncer
+//! thread then makes it durable with one `fdatasync`, publishes the new
+//! runs and acknowledges the appends (see `syncer.rs`). Offsets are
+//! assigned here, on one thread, so a failed write (a full disk) leaves no
+//! gap: nothing of it is published, the file is cut back to where it was,
+//! and its appends fail.
 //!
-//! It is a plain thread, not a task: `fdatasync` blocks for milliseconds and
-//! must never sit on the async runtime's threads.
+//! Rare operations that change a partition's metadata (create, delete,
+//! truncate, seal, retention, offload marks) and file rolls first wait for
+//! the syncer to finish everything in flight, then run on their own.
+//!
+//! These are plain threads, not tasks: `fdatasync` blocks for milliseconds
+//! and must never sit on the async runtime's threads.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -19,19 +24,17 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
-use tracing::{error, info, warn};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use tracing::{info, warn};
 
-use crate::batch::{BatchHeader, set_base_offset, set_partition_leader_epoch};
-use crate::config::Durability;
 use crate::error::{LogError, Result};
-use crate::frame::{
-    self, BATCHES_PAYLOAD_START, ControlOp, FooterRun, FrameKind, Snapshot, begin_frame, finish_frame,
-};
-use crate::journal::{AppendMode, AppendRequest, Appended, ControlTarget, PartitionShared, Request, Shared};
+use crate::frame::{self, ControlOp, FooterRun, Snapshot};
+use crate::journal::{AppendRequest, ControlTarget, PartitionShared, Request, Shared};
+use crate::layout::{self, Target, WrittenView};
 use crate::metrics;
 use crate::recovery::create_journal_file;
-use crate::state::{AppendedRun, EpochStart, PartitionMeta, PartitionState, Run};
+use crate::state::{PartitionMeta, PartitionState};
+use crate::syncer::{self, Commit, Event, SyncMsg};
 
 /// What recovery hands to the committer.
 pub(crate) struct CommitterStart {
@@ -46,66 +49,68 @@ pub(crate) struct CommitterStart {
 pub(crate) struct Committer {
     shared: Arc<Shared>,
     rx: Receiver<Request>,
+    sync_tx: Sender<SyncMsg>,
+    syncer: Option<std::thread::JoinHandle<()>>,
     file: Arc<File>,
     seq: u64,
     written: u64,
-    flushed: u64,
     /// Runs written to the current file, for its footer.
     footer: Vec<FooterRun>,
     by_id: HashMap<u64, Arc<PartitionShared>>,
+    /// Partitions as of commits written but maybe not yet published.
+    views: HashMap<u64, WrittenView>,
     next_partition_id: u64,
     buf: Vec<u8>,
     /// A non-append request met while gathering a commit, handled right after it.
     pending: Option<Request>,
-    /// Set after an fdatasync failure: what reached the disk is unknowable, so stop.
-    failed: Option<String>,
     last_housekeeping: Instant,
-    last_flush: Instant,
-}
-
-/// A `Batches` frame being filled for one partition within a commit.
-struct OpenFrame {
-    start: usize,
-    base_offset: u64,
-    max_timestamp: i64,
-    batch_bytes: u64,
-    epoch_changes: Vec<EpochStart>,
-}
-
-enum Event {
-    Run(AppendedRun),
-    Control(ControlOp),
 }
 
 impl Committer {
-    pub fn new(shared: Arc<Shared>, rx: Receiver<Request>, start: CommitterStart) -> Self {
+    pub fn new(
+        shared: Arc<Shared>,
+        rx: Receiver<Request>,
+        sync_tx: Sender<SyncMsg>,
+        syncer: std::thread::JoinHandle<()>,
+        start: CommitterStart,
+    ) -> Self {
         shared.positions.file.store(start.seq, Ordering::Release);
-        shared.positions.written.store(start.written, Ordering::Release);
-        shared.positions.flushed.store(start.written, Ordering::Release);
+        shared
+            .positions
+            .written
+            .store(start.written, Ordering::Release);
+        shared
+            .positions
+            .flushed
+            .store(start.written, Ordering::Release);
         Committer {
             shared,
             rx,
+            sync_tx,
+            syncer: Some(syncer),
             file: start.file,
             seq: start.seq,
             written: start.written,
-            flushed: start.written,
             footer: start.footer,
             by_id: start.by_id,
+            views: HashMap::new(),
             next_partition_id: start.next_partition_id,
             buf: Vec::with_capacity(1 << 20),
             pending: None,
-            failed: None,
             last_housekeeping: Instant::now(),
-            last_flush: Instant::now(),
         }
     }
 
     pub fn run(mut self) {
-        let tick = self.shared.config.housekeeping_interval.max(Duration::from_millis(1));
+        let tick = self
+            .shared
+            .config
+            .housekeeping_interval
+            .max(Duration::from_millis(1));
         loop {
             let request = match self.pending.take() {
                 Some(r) => r,
-                None => match self.rx.recv_timeout(self.next_wakeup(tick)) {
+                None => match self.rx.recv_timeout(tick) {
                     Ok(r) => r,
                     Err(RecvTimeoutError::Timeout) => {
                         self.housekeeping();
@@ -124,8 +129,16 @@ impl Committer {
                     let _ = reply.send(result);
                 }
                 Request::Flush { reply } => {
-                    let result = self.sync();
-                    let _ = reply.send(result);
+                    let msg = SyncMsg::Flush {
+                        file: self.file.clone(),
+                        end: self.written,
+                        reply,
+                    };
+                    if let Err(crossbeam_channel::SendError(SyncMsg::Flush { reply, .. })) =
+                        self.sync_tx.send(msg)
+                    {
+                        let _ = reply.send(Err(LogError::Closed("the syncer has stopped".into())));
+                    }
                 }
                 Request::Shutdown => break,
             }
@@ -133,18 +146,17 @@ impl Committer {
                 self.housekeeping();
             }
         }
-        if let Err(e) = self.sync() {
-            warn!(error = %e, "final journal flush failed");
+        self.barrier();
+        let (tx, _) = crossbeam_channel::bounded(1);
+        drop(std::mem::replace(&mut self.sync_tx, tx));
+        if let Some(handle) = self.syncer.take() {
+            let _ = handle.join();
         }
-        info!(file = self.seq, position = self.written, "journal committer stopped");
-    }
-
-    fn next_wakeup(&self, tick: Duration) -> Duration {
-        if self.written > self.flushed {
-            let due = self.shared.config.flush_interval.saturating_sub(self.last_flush.elapsed());
-            return due.min(tick).max(Duration::from_millis(1));
-        }
-        tick
+        info!(
+            file = self.seq,
+            position = self.written,
+            "journal committer stopped"
+        );
     }
 
     /// Takes every append already queued (and, with a commit delay, those
@@ -184,268 +196,123 @@ impl Committer {
     }
 
     fn commit_appends(&mut self, mut requests: Vec<AppendRequest>) {
-        if let Some(reason) = &self.failed {
+        if let Some(reason) = self.shared.failure() {
             for r in requests {
                 let _ = r.reply.send(Err(LogError::Closed(reason.clone())));
             }
             return;
         }
-        let now = self.shared.clock.now_ms();
         self.buf.clear();
-        let mut outcomes: Vec<Option<Result<Appended>>> = (0..requests.len()).map(|_| None).collect();
-        let mut events: Vec<(Arc<PartitionShared>, Vec<Event>)> = Vec::new();
-        for (partition, indices) in group_by_partition(&requests) {
-            let partition_events = self.lay_out(&partition, &indices, &mut requests, &mut outcomes, now);
-            if !partition_events.is_empty() {
-                events.push((partition, partition_events));
-            }
-        }
+        let target = Target {
+            seq: self.seq,
+            position: self.written,
+            now_ms: self.shared.clock.now_ms(),
+        };
+        let laid = layout::lay_out_commit(&mut self.buf, &target, &mut requests, &self.views);
         metrics::COMMIT_APPENDS.observe(requests.len() as f64);
         let durable = requests.iter().any(|r| r.durable);
-        let result = if self.buf.is_empty() { Ok(()) } else { self.write_commit(durable) };
-        match result {
-            Ok(()) => self.publish(events),
-            Err(e) => {
-                for outcome in outcomes.iter_mut() {
-                    if matches!(outcome, Some(Ok(_))) {
-                        *outcome = Some(Err(clone_error(&e)));
+        let written = if self.buf.is_empty() {
+            Ok(())
+        } else {
+            self.write_buf()
+        };
+        let replies: Vec<_> = requests
+            .into_iter()
+            .map(|r| r.reply)
+            .zip(laid.outcomes)
+            .collect();
+        match written {
+            Ok(()) => {
+                self.views.extend(laid.views);
+                self.footer.extend(laid.footer);
+                let commit = Commit {
+                    file: self.file.clone(),
+                    end: self.written,
+                    durable,
+                    events: laid.events,
+                    replies,
+                };
+                if let Err(crossbeam_channel::SendError(SyncMsg::Commit(c))) =
+                    self.sync_tx.send(SyncMsg::Commit(commit))
+                {
+                    for (reply, _) in c.replies {
+                        let _ = reply.send(Err(LogError::Closed("the syncer has stopped".into())));
                     }
                 }
             }
-        }
-        for (request, outcome) in requests.into_iter().zip(outcomes) {
-            let outcome = outcome.unwrap_or_else(|| Err(LogError::Closed("append was not processed".into())));
-            let _ = request.reply.send(outcome);
+            Err(e) => {
+                for (reply, outcome) in replies {
+                    let _ = reply.send(outcome.and(Err(clone_error(&e))));
+                }
+            }
         }
         self.roll_if_full();
     }
 
-    /// Assigns offsets to one partition's appends of this commit and copies
-    /// them into the commit buffer, sealing the active segment where it is due.
-    fn lay_out(
-        &mut self,
-        partition: &Arc<PartitionShared>,
-        indices: &[usize],
-        requests: &mut [AppendRequest],
-        outcomes: &mut [Option<Result<Appended>>],
-        now: i64,
-    ) -> Vec<Event> {
-        let mut events = Vec::new();
-        if let Err(e) = partition.check_live() {
-            for &i in indices {
-                outcomes[i] = Some(Err(clone_error(&e)));
-            }
-            return events;
-        }
-        let (config, mut next, mut last_epoch, mut segment_bytes, mut segment_first) = {
-            let state = partition.state.read();
-            let active = state.meta.active();
-            (
-                state.meta.config,
-                state.meta.next_offset,
-                state.meta.last_epoch(),
-                active.bytes,
-                active.first_append_ms,
-            )
-        };
-        let mut open: Option<OpenFrame> = None;
-        for &i in indices {
-            let request = &mut requests[i];
-            let epoch = match check_append(request.mode, next, last_epoch, &request.headers) {
-                Ok(epoch) => epoch,
-                Err(e) => {
-                    outcomes[i] = Some(Err(e));
-                    continue;
-                }
-            };
-            let due_by_size = segment_bytes >= config.segment_bytes;
-            let due_by_age = segment_first.is_some_and(|first| now.saturating_sub(first) >= config.segment_ms);
-            if segment_bytes > 0 && (due_by_size || due_by_age) {
-                if let Some(f) = open.take() {
-                    events.push(Event::Run(self.close_frame(f, next, now)));
-                }
-                let op = ControlOp::Seal { offset: next };
-                frame::encode_control(&mut self.buf, partition.id, &op);
-                events.push(Event::Control(op));
-                segment_bytes = 0;
-                segment_first = None;
-            }
-            let f = open.get_or_insert_with(|| OpenFrame {
-                start: open_batches_frame(&mut self.buf, partition.id, now),
-                base_offset: next,
-                max_timestamp: -1,
-                batch_bytes: 0,
-                epoch_changes: Vec::new(),
-            });
-            let base = next;
-            let mut max_timestamp = -1;
-            let mut at = 0usize;
-            for h in &request.headers {
-                let len = h.total_len();
-                let batch_epoch = match epoch {
-                    Some(e) => {
-                        let slice = &mut request.batches[at..at + len];
-                        // Lengths were verified before queueing, so these cannot fail.
-                        let _ = set_base_offset(slice, next as i64);
-                        let _ = set_partition_leader_epoch(slice, e);
-                        next += h.last_offset_delta as u64 + 1;
-                        e
-                    }
-                    None => {
-                        next = h.next_offset() as u64;
-                        h.partition_leader_epoch
-                    }
-                };
-                if last_epoch != Some(batch_epoch) {
-                    f.epoch_changes.push(EpochStart {
-                        epoch: batch_epoch,
-                        start_offset: next - (h.last_offset_delta as u64 + 1),
-                    });
-                    last_epoch = Some(batch_epoch);
-                }
-                max_timestamp = max_timestamp.max(h.max_timestamp);
-                at += len;
-            }
-            self.buf.extend_from_slice(&request.batches);
-            f.max_timestamp = f.max_timestamp.max(max_timestamp);
-            f.batch_bytes += request.batches.len() as u64;
-            segment_bytes += request.batches.len() as u64;
-            segment_first.get_or_insert(now);
-            outcomes[i] = Some(Ok(Appended {
-                base_offset: base,
-                next_offset: next,
-                max_timestamp,
-            }));
-        }
-        if let Some(f) = open.take() {
-            events.push(Event::Run(self.close_frame(f, next, now)));
-        }
-        events
-    }
-
-    fn close_frame(&mut self, f: OpenFrame, next_offset: u64, now: i64) -> AppendedRun {
-        finish_frame(&mut self.buf, f.start);
-        let frame_len = (self.buf.len() - f.start) as u32;
-        AppendedRun {
-            run: Run {
-                base_offset: f.base_offset,
-                next_offset,
-                max_timestamp: f.max_timestamp,
-                cum_max_timestamp: f.max_timestamp,
-                file: self.seq,
-                position: self.written + f.start as u64,
-                frame_len,
-            },
-            append_ms: now,
-            batch_bytes: f.batch_bytes,
-            epoch_changes: f.epoch_changes,
-        }
-    }
-
-    /// Writes the commit buffer at the end of the current file and, when
-    /// `durable`, fdatasyncs it. On failure the file is cut back so the next
-    /// commit starts where this one did.
-    fn write_commit(&mut self, durable: bool) -> Result<()> {
+    /// Writes the commit buffer at the end of the current file. On failure
+    /// the file is cut back so the next commit starts where this one did.
+    fn write_buf(&mut self) -> Result<()> {
         let started = Instant::now();
         let wrote = self.file.write_all_at(&self.buf, self.written);
         metrics::WRITE_SECONDS.observe(started.elapsed().as_secs_f64());
         if let Err(e) = wrote {
-            return Err(self.undo_write(e));
-        }
-        if durable {
-            let started = Instant::now();
-            let synced = self.file.sync_data();
-            metrics::FSYNC_SECONDS.observe(started.elapsed().as_secs_f64());
-            if let Err(e) = synced {
-                if e.raw_os_error() == Some(libc::ENOSPC) {
-                    return Err(self.undo_write(e));
-                }
-                return Err(self.fail(format!("fdatasync of the journal failed: {e}")));
+            if let Err(cut) = self.file.set_len(self.written) {
+                let reason =
+                    format!("could not cut the journal back after a failed write ({e}): {cut}");
+                self.shared.fail(reason.clone());
+                return Err(LogError::Closed(reason));
             }
+            let err = LogError::io(self.shared.files.path(self.seq), e);
+            if matches!(err, LogError::DiskFull) {
+                metrics::DISK_FULL.inc();
+                warn!("journal write failed: disk full");
+            }
+            return Err(err);
         }
         metrics::COMMITS.inc();
         metrics::COMMIT_BYTES.observe(self.buf.len() as f64);
         self.written += self.buf.len() as u64;
-        self.shared.positions.written.store(self.written, Ordering::Release);
-        if durable {
-            self.mark_flushed();
-        }
+        self.shared
+            .positions
+            .written
+            .store(self.written, Ordering::Release);
         Ok(())
     }
 
-    fn undo_write(&mut self, e: std::io::Error) -> LogError {
-        if let Err(cut) = self.file.set_len(self.written) {
-            return self.fail(format!("could not cut the journal back after a failed write ({e}): {cut}"));
+    /// Writes the buffer and makes it durable right here: for metadata
+    /// changes, run only with nothing in flight.
+    fn write_durably(&mut self) -> Result<()> {
+        self.write_buf()?;
+        let started = Instant::now();
+        let synced = self.file.sync_data();
+        metrics::FSYNC_SECONDS.observe(started.elapsed().as_secs_f64());
+        if let Err(e) = synced {
+            let reason = format!("fdatasync of the journal failed: {e}");
+            self.shared.fail(reason.clone());
+            return Err(LogError::Closed(reason));
         }
-        let err = LogError::io(self.shared.files.path(self.seq), e);
-        if matches!(err, LogError::DiskFull) {
-            metrics::DISK_FULL.inc();
-            warn!("journal write failed: disk full");
-        }
-        err
-    }
-
-    fn fail(&mut self, reason: String) -> LogError {
-        error!(%reason, "journal failed; no further writes are accepted until it is reopened");
-        self.failed = Some(reason.clone());
-        LogError::Closed(reason)
-    }
-
-    fn mark_flushed(&mut self) {
-        self.flushed = self.written;
-        self.last_flush = Instant::now();
-        self.shared.positions.flushed.store(self.flushed, Ordering::Release);
-    }
-
-    fn sync(&mut self) -> Result<()> {
-        if let Some(reason) = &self.failed {
-            return Err(LogError::Closed(reason.clone()));
-        }
-        if self.flushed < self.written {
-            let started = Instant::now();
-            let synced = self.file.sync_data();
-            metrics::FSYNC_SECONDS.observe(started.elapsed().as_secs_f64());
-            if let Err(e) = synced {
-                return Err(self.fail(format!("fdatasync of the journal failed: {e}")));
-            }
-            self.mark_flushed();
-        }
+        self.shared
+            .positions
+            .flushed
+            .store(self.written, Ordering::Release);
         Ok(())
     }
 
-    /// Makes committed changes visible to readers, in journal order.
-    fn publish(&mut self, events: Vec<(Arc<PartitionShared>, Vec<Event>)>) {
-        for (partition, events) in events {
-            let mut state = partition.state.write();
-            for event in events {
-                let applied = match event {
-                    Event::Run(run) => {
-                        self.footer.push(FooterRun {
-                            partition: partition.id,
-                            base_offset: run.run.base_offset,
-                            next_offset: run.run.next_offset,
-                            max_timestamp: run.run.max_timestamp,
-                            position: run.run.position,
-                            frame_len: run.run.frame_len,
-                        });
-                        metrics::APPENDED_BYTES.inc_by(run.batch_bytes);
-                        state.apply_run(run)
-                    }
-                    Event::Control(op) => state.apply_control(&op),
-                };
-                if let Err(e) = applied {
-                    // The committer computed these from the same state: a bug, not bad input.
-                    error!(partition = %partition.key, error = %e, "committed change did not apply");
-                }
-            }
-            partition.end.send_replace(state.meta.next_offset);
+    /// Waits until the syncer has published every commit sent so far; the
+    /// published state is then the written state.
+    fn barrier(&mut self) {
+        let (done, wait) = crossbeam_channel::bounded(1);
+        if self.sync_tx.send(SyncMsg::Barrier(done)).is_ok() {
+            let _ = wait.recv();
         }
+        self.views.clear();
     }
 
     fn control(&mut self, target: ControlTarget, op: ControlOp) -> Result<()> {
-        if let Some(reason) = &self.failed {
-            return Err(LogError::Closed(reason.clone()));
+        if let Some(reason) = self.shared.failure() {
+            return Err(LogError::Closed(reason));
         }
+        self.barrier();
         let (id, existing) = match target {
             ControlTarget::New { key } => {
                 if self.shared.partitions.read().contains_key(&key) {
@@ -465,7 +332,9 @@ impl Committer {
                 if state.meta.active().end_offset == state.meta.active().base_offset {
                     return Ok(()); // nothing to seal
                 }
-                ControlOp::Seal { offset: state.meta.next_offset }
+                ControlOp::Seal {
+                    offset: state.meta.next_offset,
+                }
             }
             (Some(p), ControlOp::ReleaseLocal { offset }) => {
                 let state = p.state.read();
@@ -478,18 +347,21 @@ impl Committer {
             (_, op) => op,
         };
         if let Some(p) = &existing {
-            p.state.read().validate(&op).map_err(LogError::InvalidOperation)?;
+            p.state
+                .read()
+                .validate(&op)
+                .map_err(LogError::InvalidOperation)?;
         }
         self.buf.clear();
         frame::encode_control(&mut self.buf, id, &op);
-        self.write_commit(true)?;
-        match (existing, &op) {
+        self.write_durably()?;
+        match (existing, op) {
             (None, ControlOp::Create { key, config }) => {
-                let meta = PartitionMeta::new(id, key.clone(), *config);
+                let meta = PartitionMeta::new(id, key.clone(), config);
                 let partition = PartitionShared::new(PartitionState::new(meta));
                 self.next_partition_id += 1;
                 self.by_id.insert(id, partition.clone());
-                self.shared.partitions.write().insert(key.clone(), partition);
+                self.shared.partitions.write().insert(key, partition);
             }
             (Some(p), ControlOp::Delete) => {
                 p.deleted.store(true, Ordering::Release);
@@ -498,13 +370,12 @@ impl Committer {
                 self.reclaim_files();
             }
             (Some(p), op) => {
-                let mut state = p.state.write();
-                if let Err(e) = state.apply_control(op) {
-                    error!(partition = %p.key, error = %e, "validated change did not apply");
-                }
-                p.end.send_replace(state.meta.next_offset);
-                drop(state);
-                if matches!(op, ControlOp::AdvanceStart { .. } | ControlOp::ReleaseLocal { .. }) {
+                let reclaims = matches!(
+                    op,
+                    ControlOp::AdvanceStart { .. } | ControlOp::ReleaseLocal { .. }
+                );
+                syncer::publish(vec![(p, vec![Event::Control(op)])]);
+                if reclaims {
                     self.reclaim_files();
                 }
             }
@@ -514,54 +385,62 @@ impl Committer {
         Ok(())
     }
 
-    /// Periodic work: seal segments that aged out, flush in write mode,
-    /// delete journal files nothing refers to.
+    /// Periodic work: seal segments that aged out, delete journal files
+    /// nothing refers to.
     fn housekeeping(&mut self) {
         self.last_housekeeping = Instant::now();
-        if self.failed.is_some() {
+        if self.shared.failure().is_some() {
             return;
         }
         if let Err(e) = self.seal_aged_segments() {
             warn!(error = %e, "sealing aged segments failed");
         }
-        let durability = self.shared.config.durability;
-        if self.written > self.flushed
-            && (durability == Durability::Fsync || self.last_flush.elapsed() >= self.shared.config.flush_interval)
-            && let Err(e) = self.sync()
-        {
-            warn!(error = %e, "periodic journal flush failed");
-        }
         self.reclaim_files();
     }
 
-    fn seal_aged_segments(&mut self) -> Result<()> {
+    fn aged_segments(&self) -> Vec<(Arc<PartitionShared>, ControlOp)> {
         let now = self.shared.clock.now_ms();
-        let mut due = Vec::new();
-        self.buf.clear();
-        for p in self.by_id.values() {
-            let state = p.state.read();
-            let active = state.meta.active();
-            let aged = active
-                .first_append_ms
-                .is_some_and(|first| now.saturating_sub(first) >= state.meta.config.segment_ms);
-            if aged && active.end_offset > active.base_offset {
-                let op = ControlOp::Seal { offset: state.meta.next_offset };
-                frame::encode_control(&mut self.buf, p.id, &op);
-                due.push((p.clone(), op));
-            }
-        }
-        if due.is_empty() {
+        self.by_id
+            .values()
+            .filter_map(|p| {
+                let state = p.state.read();
+                let active = state.meta.active();
+                let aged = active
+                    .first_append_ms
+                    .is_some_and(|first| now.saturating_sub(first) >= state.meta.config.segment_ms);
+                (aged && active.end_offset > active.base_offset).then(|| {
+                    let op = ControlOp::Seal {
+                        offset: state.meta.next_offset,
+                    };
+                    (p.clone(), op)
+                })
+            })
+            .collect()
+    }
+
+    fn seal_aged_segments(&mut self) -> Result<()> {
+        if self.aged_segments().is_empty() {
             return Ok(());
         }
-        self.write_commit(true)?;
-        let events = due.into_iter().map(|(p, op)| (p, vec![Event::Control(op)])).collect();
-        self.publish(events);
+        self.barrier();
+        let due = self.aged_segments();
+        self.buf.clear();
+        for (p, op) in &due {
+            frame::encode_control(&mut self.buf, p.id, op);
+        }
+        self.write_durably()?;
+        syncer::publish(
+            due.into_iter()
+                .map(|(p, op)| (p, vec![Event::Control(op)]))
+                .collect(),
+        );
         self.roll_if_full();
         Ok(())
     }
 
     /// Deletes journal files older than every run still in use. The current
-    /// file always stays: its snapshot is where recovery starts.
+    /// file always stays: its snapshot is where recovery starts. Runs of
+    /// commits not yet published are all in the current file.
     fn reclaim_files(&mut self) {
         let oldest_needed = self
             .by_id
@@ -582,7 +461,7 @@ impl Committer {
     }
 
     fn roll_if_full(&mut self) {
-        if self.written < self.shared.config.journal_file_bytes || self.failed.is_some() {
+        if self.written < self.shared.config.journal_file_bytes || self.shared.failure().is_some() {
             return;
         }
         if let Err(e) = self.roll() {
@@ -594,6 +473,7 @@ impl Committer {
     /// Starts the next journal file (header and snapshot first, made durable),
     /// then closes the current one with its footer.
     fn roll(&mut self) -> Result<()> {
+        self.barrier();
         let seq = self.seq + 1;
         let (file, head_len) = create_journal_file(self.shared.files.dir(), seq, &self.snapshot())?;
         let file = Arc::new(file);
@@ -612,14 +492,19 @@ impl Committer {
         self.seq = seq;
         self.written = head_len;
         self.footer.clear();
-        self.shared.positions.file.store(seq, Ordering::Release);
-        self.shared.positions.written.store(self.written, Ordering::Release);
-        self.mark_flushed();
+        let positions = &self.shared.positions;
+        positions.file.store(seq, Ordering::Release);
+        positions.written.store(head_len, Ordering::Release);
+        positions.flushed.store(head_len, Ordering::Release);
         Ok(())
     }
 
     fn snapshot(&self) -> Snapshot {
-        let mut partitions: Vec<PartitionMeta> = self.by_id.values().map(|p| p.state.read().meta.clone()).collect();
+        let mut partitions: Vec<PartitionMeta> = self
+            .by_id
+            .values()
+            .map(|p| p.state.read().meta.clone())
+            .collect();
         partitions.sort_by_key(|m| m.id);
         Snapshot {
             next_partition_id: self.next_partition_id,
@@ -628,82 +513,15 @@ impl Committer {
     }
 }
 
-fn open_batches_frame(buf: &mut Vec<u8>, partition: u64, now: i64) -> usize {
-    let start = begin_frame(buf, FrameKind::Batches, partition);
-    buf.extend_from_slice(&now.to_be_bytes());
-    debug_assert_eq!(buf.len() - start, BATCHES_PAYLOAD_START);
-    start
-}
-
-/// Groups request indices by partition, keeping each partition's order.
-fn group_by_partition(requests: &[AppendRequest]) -> Vec<(Arc<PartitionShared>, Vec<usize>)> {
-    let mut groups: Vec<(Arc<PartitionShared>, Vec<usize>)> = Vec::new();
-    let mut index: HashMap<u64, usize> = HashMap::new();
-    for (i, r) in requests.iter().enumerate() {
-        match index.get(&r.partition.id) {
-            Some(&g) => groups[g].1.push(i),
-            None => {
-                index.insert(r.partition.id, groups.len());
-                groups.push((r.partition.clone(), vec![i]));
-            }
-        }
-    }
-    groups
-}
-
-/// Checks an append against the partition's end; returns the epoch the
-/// log stamps on leader appends (`None` for replicated batches, which keep theirs).
-fn check_append(
-    mode: AppendMode,
-    next_offset: u64,
-    last_epoch: Option<i32>,
-    headers: &[BatchHeader],
-) -> Result<Option<i32>> {
-    match mode {
-        AppendMode::Leader { epoch, expected_offset } => {
-            if let Some(expected) = expected_offset
-                && expected != next_offset
-            {
-                return Err(LogError::OffsetMismatch {
-                    expected,
-                    actual: next_offset,
-                });
-            }
-            let current = last_epoch.unwrap_or(0);
-            let epoch = epoch.unwrap_or(current);
-            if epoch < current {
-                return Err(LogError::StaleEpoch { got: epoch, current });
-            }
-            Ok(Some(epoch))
-        }
-        AppendMode::Replica => {
-            let first = headers.first().map_or(0, |h| h.base_offset);
-            if u64::try_from(first).ok() != Some(next_offset) {
-                return Err(LogError::NonContiguous {
-                    expected: next_offset,
-                    got: first.max(0) as u64,
-                });
-            }
-            if let (Some(current), Some(min)) = (last_epoch, headers.iter().map(|h| h.partition_leader_epoch).min())
-                && min < current
-            {
-                return Err(LogError::StaleEpoch { got: min, current });
-            }
-            Ok(None)
-        }
-    }
-}
-
-/// Errors are reported to every append of a failed commit.
+/// The error of a failed commit, for each of its appends.
 fn clone_error(e: &LogError) -> LogError {
     match e {
         LogError::DiskFull => LogError::DiskFull,
         LogError::Closed(r) => LogError::Closed(r.clone()),
-        LogError::UnknownPartition(k) => LogError::UnknownPartition(k.clone()),
         LogError::Io { path, source } => LogError::Io {
             path: path.clone(),
             source: std::io::Error::new(source.kind(), source.to_string()),
         },
-        other => LogError::InvalidOperation(other.to_string()),
+        other => LogError::Closed(other.to_string()),
     }
 }

@@ -83,7 +83,11 @@ impl LogError {
         }
     }
 
-    pub(crate) fn corrupt(file: impl Into<PathBuf>, position: u64, reason: impl Into<String>) -> Self {
+    pub(crate) fn corrupt(
+        file: impl Into<PathBuf>,
+        position: u64,
+        reason: impl Into<String>,
+    ) -> Self {
         LogError::Corrupt {
             location: Location {
                 file: file.into(),

@@ -59,19 +59,34 @@ impl FrameKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum ControlOp {
-    Create { key: String, config: SegmentConfig },
+    Create {
+        key: String,
+        config: SegmentConfig,
+    },
     Delete,
     /// Drop everything at and after this offset.
-    Truncate { offset: u64 },
+    Truncate {
+        offset: u64,
+    },
     /// Advance the log start offset (retention, DeleteRecords).
-    AdvanceStart { offset: u64 },
+    AdvanceStart {
+        offset: u64,
+    },
     /// Seal the active segment at this offset (its end).
-    Seal { offset: u64 },
+    Seal {
+        offset: u64,
+    },
     /// The sealed segment starting here is in object storage.
-    Offloaded { base_offset: u64 },
+    Offloaded {
+        base_offset: u64,
+    },
     /// Local copies below this offset (all offloaded) may go.
-    ReleaseLocal { offset: u64 },
-    SetConfig { config: SegmentConfig },
+    ReleaseLocal {
+        offset: u64,
+    },
+    SetConfig {
+        config: SegmentConfig,
+    },
 }
 
 /// Metadata of every partition as of the start of a journal file.
@@ -193,11 +208,15 @@ pub(crate) fn decode_frame(buf: &[u8]) -> Result<(Frame<'_>, usize), FrameError>
     let header = buf.get(..FRAME_HEADER_LEN).ok_or(FrameError::Incomplete)?;
     let body_len = be_u32(&header[..4]) as usize;
     let crc = be_u32(&header[4..8]);
-    if body_len < BODY_PREFIX_LEN || body_len > MAX_FRAME_BODY {
-        return Err(FrameError::Invalid(format!("frame length {body_len} out of range")));
+    if !(BODY_PREFIX_LEN..=MAX_FRAME_BODY).contains(&body_len) {
+        return Err(FrameError::Invalid(format!(
+            "frame length {body_len} out of range"
+        )));
     }
     let total = FRAME_HEADER_LEN + body_len;
-    let body = buf.get(FRAME_HEADER_LEN..total).ok_or(FrameError::Incomplete)?;
+    let body = buf
+        .get(FRAME_HEADER_LEN..total)
+        .ok_or(FrameError::Incomplete)?;
     let actual = crc32c::crc32c(body);
     if actual != crc {
         return Err(FrameError::Invalid(format!(
@@ -210,11 +229,10 @@ pub(crate) fn decode_frame(buf: &[u8]) -> Result<(Frame<'_>, usize), FrameError>
     let payload = &body[BODY_PREFIX_LEN..];
     let frame = match kind {
         FrameKind::Batches => {
-            let append_ms = payload
-                .get(..8)
-                .map(be_u64)
-                .ok_or_else(|| FrameError::Invalid("batches frame without append time".into()))?
-                as i64;
+            let append_ms =
+                payload.get(..8).map(be_u64).ok_or_else(|| {
+                    FrameError::Invalid("batches frame without append time".into())
+                })? as i64;
             Frame::Batches {
                 partition,
                 append_ms,
@@ -239,7 +257,9 @@ fn decode_footer_runs(payload: &[u8]) -> Result<Vec<FooterRun>, FrameError> {
     let count = payload.get(..8).map(be_u64).ok_or(FrameError::Incomplete)? as usize;
     let entries = &payload[8..];
     if count.checked_mul(FOOTER_ENTRY_LEN) != Some(entries.len()) {
-        return Err(FrameError::Invalid("footer length does not match its count".into()));
+        return Err(FrameError::Invalid(
+            "footer length does not match its count".into(),
+        ));
     }
     Ok(entries
         .chunks_exact(FOOTER_ENTRY_LEN)
@@ -290,8 +310,22 @@ mod tests {
     #[test]
     fn footer_round_trips_and_trailer_points_at_it() {
         let runs = vec![
-            FooterRun { partition: 1, base_offset: 0, next_offset: 10, max_timestamp: 5, position: 16, frame_len: 100 },
-            FooterRun { partition: 2, base_offset: 3, next_offset: 4, max_timestamp: -1, position: 116, frame_len: 90 },
+            FooterRun {
+                partition: 1,
+                base_offset: 0,
+                next_offset: 10,
+                max_timestamp: 5,
+                position: 16,
+                frame_len: 100,
+            },
+            FooterRun {
+                partition: 2,
+                base_offset: 3,
+                next_offset: 4,
+                max_timestamp: -1,
+                position: 116,
+                frame_len: 90,
+            },
         ];
         let mut buf = vec![0u8; 50];
         encode_footer(&mut buf, 50, &runs);

@@ -92,8 +92,10 @@ pub(crate) enum Request {
         op: ControlOp,
         reply: oneshot::Sender<Result<()>>,
     },
-    /// Seal every partition's active segment that is due by age (or all, when `force`).
-    Flush { reply: oneshot::Sender<Result<()>> },
+    /// Make everything written so far durable.
+    Flush {
+        reply: oneshot::Sender<Result<()>>,
+    },
     Shutdown,
 }
 
@@ -172,6 +174,8 @@ pub(crate) struct Shared {
     pub partitions: RwLock<HashMap<String, Arc<PartitionShared>>>,
     pub tx: crossbeam_channel::Sender<Request>,
     pub positions: Positions,
+    /// Why the journal stopped accepting writes, after a failed fdatasync.
+    pub failed: parking_lot::Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -183,6 +187,15 @@ impl Shared {
             .ok_or_else(|| LogError::UnknownPartition(key.to_string()))
     }
 
+    pub fn failure(&self) -> Option<String> {
+        self.failed.lock().clone()
+    }
+
+    pub fn fail(&self, reason: String) {
+        tracing::error!(%reason, "journal failed; no further writes are accepted until it is reopened");
+        self.failed.lock().get_or_insert(reason);
+    }
+
     pub fn send(&self, request: Request) -> Result<()> {
         self.tx
             .send(request)
@@ -192,6 +205,9 @@ impl Shared {
 
 /// Waits for the committer's answer; a dropped reply means it stopped.
 pub(crate) async fn await_reply<T>(rx: oneshot::Receiver<Result<T>>) -> Result<T> {
-    rx.await
-        .unwrap_or_else(|_| Err(LogError::Closed("the committer stopped before answering".into())))
+    rx.await.unwrap_or_else(|_| {
+        Err(LogError::Closed(
+            "the committer stopped before answering".into(),
+        ))
+    })
 }

@@ -30,16 +30,20 @@ pub mod config;
 mod error;
 mod frame;
 mod journal;
+mod layout;
 mod log;
 mod metrics;
 mod read;
 mod recovery;
 mod state;
+mod syncer;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Durability, LogConfig, SegmentConfig};
 pub use error::{Location, LogError, Result};
 pub use journal::Appended;
-pub use log::{AppendOptions, JournalPosition, Log, Partition, PartitionOffsets, MAX_PARTITION_KEY_LEN};
+pub use log::{
+    AppendOptions, JournalPosition, Log, MAX_PARTITION_KEY_LEN, Partition, PartitionOffsets,
+};
 pub use read::{ReadBatches, SegmentReader};
 pub use state::{EpochStart, SegmentInfo};

@@ -18,12 +18,13 @@ use crate::config::{Durability, LogConfig, SegmentConfig};
 use crate::error::{LogError, Result};
 use crate::frame::ControlOp;
 use crate::journal::{
-    AppendMode, AppendRequest, Appended, ControlTarget, Files, PartitionShared, Positions, Request, Shared,
-    await_reply,
+    AppendMode, AppendRequest, Appended, ControlTarget, Files, PartitionShared, Positions, Request,
+    Shared, await_reply,
 };
 use crate::read::{self, ReadBatches, SegmentReader};
 use crate::recovery;
 use crate::state::SegmentInfo;
+use crate::syncer::Syncer;
 
 /// Longest partition key accepted.
 pub const MAX_PARTITION_KEY_LEN: usize = 512;
@@ -74,7 +75,11 @@ impl Log {
         Self::open_with_clock(dir, config, Arc::new(SystemClock))
     }
 
-    pub fn open_with_clock(dir: impl AsRef<Path>, config: LogConfig, clock: Arc<dyn Clock>) -> Result<Log> {
+    pub fn open_with_clock(
+        dir: impl AsRef<Path>,
+        config: LogConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Log> {
         let started = std::time::Instant::now();
         let dir = dir.as_ref();
         let journal_dir = dir.join("journal");
@@ -99,6 +104,7 @@ impl Log {
             partitions: parking_lot::RwLock::new(partitions),
             tx,
             positions: Positions::default(),
+            failed: parking_lot::Mutex::new(None),
         });
         let start = CommitterStart {
             file: recovered.current,
@@ -108,7 +114,13 @@ impl Log {
             by_id: recovered.partitions,
             next_partition_id: recovered.next_partition_id,
         };
-        let committer = Committer::new(shared.clone(), rx, start);
+        let (sync_tx, sync_rx) = crossbeam_channel::unbounded();
+        let syncer = Syncer::new(shared.clone(), sync_rx);
+        let syncer = std::thread::Builder::new()
+            .name("strata-log-syncer".into())
+            .spawn(move || syncer.run())
+            .map_err(|e| LogError::io(dir, e))?;
+        let committer = Committer::new(shared.clone(), rx, sync_tx, syncer, start);
         let handle = std::thread::Builder::new()
             .name("strata-log-committer".into())
             .spawn(move || committer.run())
@@ -141,7 +153,11 @@ impl Log {
     }
 
     /// Creates a partition; `config` defaults to the log's segment settings.
-    pub async fn create_partition(&self, key: &str, config: Option<SegmentConfig>) -> Result<Partition> {
+    pub async fn create_partition(
+        &self,
+        key: &str,
+        config: Option<SegmentConfig>,
+    ) -> Result<Partition> {
         validate_key(key)?;
         let config = config.unwrap_or(self.shared.config.default_segment);
         validate_segment_config(&config)?;
@@ -149,7 +165,13 @@ impl Log {
             key: key.to_string(),
             config,
         };
-        self.control(ControlTarget::New { key: key.to_string() }, op).await?;
+        self.control(
+            ControlTarget::New {
+                key: key.to_string(),
+            },
+            op,
+        )
+        .await?;
         self.partition(key)
     }
 
@@ -157,7 +179,8 @@ impl Log {
     /// partition's data shares the same journal files.
     pub async fn delete_partition(&self, key: &str) -> Result<()> {
         let p = self.shared.partition(key)?;
-        self.control(ControlTarget::Existing(p), ControlOp::Delete).await
+        self.control(ControlTarget::Existing(p), ControlOp::Delete)
+            .await
     }
 
     /// Makes everything written so far durable.
@@ -215,7 +238,9 @@ pub struct Partition {
 
 impl std::fmt::Debug for Partition {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Partition").field("key", &self.inner.key).finish()
+        f.debug_struct("Partition")
+            .field("key", &self.inner.key)
+            .finish()
     }
 }
 
@@ -240,7 +265,11 @@ impl Partition {
     /// Appends one or more whole record batches as a leader: the log assigns
     /// offsets and the leader epoch by rewriting those header fields; the
     /// batches are otherwise stored exactly as given.
-    pub async fn append(&self, batches: impl Into<BytesMut>, options: AppendOptions) -> Result<Appended> {
+    pub async fn append(
+        &self,
+        batches: impl Into<BytesMut>,
+        options: AppendOptions,
+    ) -> Result<Appended> {
         let mode = AppendMode::Leader {
             epoch: options.leader_epoch,
             expected_offset: options.expected_offset,
@@ -254,7 +283,12 @@ impl Partition {
         self.submit(batches.into(), AppendMode::Replica, None).await
     }
 
-    async fn submit(&self, batches: BytesMut, mode: AppendMode, durability: Option<Durability>) -> Result<Appended> {
+    async fn submit(
+        &self,
+        batches: BytesMut,
+        mode: AppendMode,
+        durability: Option<Durability>,
+    ) -> Result<Appended> {
         self.inner.check_live()?;
         let headers = self.verify(&batches, matches!(mode, AppendMode::Replica))?;
         let durable = durability.unwrap_or(self.shared.config.durability) == Durability::Fsync;
@@ -290,7 +324,10 @@ impl Partition {
             let h = batch::verify_batch(&buf[range], config.max_uncompressed_batch_bytes)?;
             if replicated {
                 if h.base_offset < 0 {
-                    return Err(LogError::InvalidOperation(format!("negative base offset {}", h.base_offset)));
+                    return Err(LogError::InvalidOperation(format!(
+                        "negative base offset {}",
+                        h.base_offset
+                    )));
                 }
                 if let Some(prev) = headers.last()
                     && prev.next_offset() != h.base_offset
@@ -357,7 +394,8 @@ impl Partition {
     /// Releases the local copies of offloaded segments that end at or below
     /// `up_to` (never anything not yet offloaded).
     pub async fn release_local(&self, up_to: u64) -> Result<()> {
-        self.control(ControlOp::ReleaseLocal { offset: up_to }).await
+        self.control(ControlOp::ReleaseLocal { offset: up_to })
+            .await
     }
 
     /// Reads whole batches from the one holding `offset`, up to `max_bytes`
@@ -368,8 +406,19 @@ impl Partition {
 
     /// As [`Partition::read_blocking`], never returning batches at or past `max_offset`
     /// (a high watermark).
-    pub fn read_up_to_blocking(&self, offset: u64, max_bytes: usize, max_offset: u64) -> Result<ReadBatches> {
-        read::read(&self.shared.files, &self.inner, offset, max_bytes, Some(max_offset))
+    pub fn read_up_to_blocking(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+        max_offset: u64,
+    ) -> Result<ReadBatches> {
+        read::read(
+            &self.shared.files,
+            &self.inner,
+            offset,
+            max_bytes,
+            Some(max_offset),
+        )
     }
 
     pub async fn read(&self, offset: u64, max_bytes: usize) -> Result<ReadBatches> {
@@ -409,7 +458,12 @@ impl Partition {
     }
 
     async fn control(&self, op: ControlOp) -> Result<()> {
-        control(&self.shared, ControlTarget::Existing(self.inner.clone()), op).await
+        control(
+            &self.shared,
+            ControlTarget::Existing(self.inner.clone()),
+            op,
+        )
+        .await
     }
 }
 
@@ -418,10 +472,16 @@ fn validate_key(key: &str) -> Result<()> {
         return Err(LogError::InvalidPartitionKey(key.into(), "empty"));
     }
     if key.len() > MAX_PARTITION_KEY_LEN {
-        return Err(LogError::InvalidPartitionKey(key.into(), "longer than 512 bytes"));
+        return Err(LogError::InvalidPartitionKey(
+            key.into(),
+            "longer than 512 bytes",
+        ));
     }
     if key.chars().any(char::is_control) {
-        return Err(LogError::InvalidPartitionKey(key.into(), "contains control characters"));
+        return Err(LogError::InvalidPartitionKey(
+            key.into(),
+            "contains control characters",
+        ));
     }
     Ok(())
 }

@@ -28,8 +28,12 @@ fn unreachable_metric() -> ! {
     unreachable!("metric options are valid constants")
 }
 
-pub(crate) static COMMITS: LazyLock<IntCounter> =
-    LazyLock::new(|| counter("strata_log_commits_total", "Journal commits (one write each)."));
+pub(crate) static COMMITS: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "strata_log_commits_total",
+        "Journal commits (one write each).",
+    )
+});
 pub(crate) static COMMIT_BYTES: LazyLock<Histogram> = LazyLock::new(|| {
     histogram(
         "strata_log_commit_bytes",
@@ -58,14 +62,26 @@ pub(crate) static WRITE_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
         prometheus::exponential_buckets(0.000_01, 2.0, 16).unwrap_or_default(),
     )
 });
-pub(crate) static APPENDED_BYTES: LazyLock<IntCounter> =
-    LazyLock::new(|| counter("strata_log_appended_bytes_total", "Record batch bytes appended."));
-pub(crate) static READ_BYTES: LazyLock<IntCounter> =
-    LazyLock::new(|| counter("strata_log_read_bytes_total", "Record batch bytes read from the journal."));
+pub(crate) static APPENDED_BYTES: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "strata_log_appended_bytes_total",
+        "Record batch bytes appended.",
+    )
+});
+pub(crate) static READ_BYTES: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "strata_log_read_bytes_total",
+        "Record batch bytes read from the journal.",
+    )
+});
 pub(crate) static JOURNAL_FILES: LazyLock<IntGauge> =
     LazyLock::new(|| gauge("strata_log_journal_files", "Journal files on disk."));
-pub(crate) static DISK_FULL: LazyLock<IntCounter> =
-    LazyLock::new(|| counter("strata_log_disk_full_total", "Commits that failed because the disk was full."));
+pub(crate) static DISK_FULL: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "strata_log_disk_full_total",
+        "Commits that failed because the disk was full.",
+    )
+});
 pub(crate) static RECOVERY_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     histogram(
         "strata_log_recovery_seconds",

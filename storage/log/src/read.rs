@@ -63,9 +63,13 @@ struct Planned {
 
 fn plan(files: &Files, runs: impl Iterator<Item = Run>) -> Result<Vec<Planned>> {
     runs.map(|run| {
-        let file = files
-            .get(run.file)
-            .ok_or_else(|| LogError::corrupt(files.path(run.file), run.position, "journal file is missing"))?;
+        let file = files.get(run.file).ok_or_else(|| {
+            LogError::corrupt(
+                files.path(run.file),
+                run.position,
+                "journal file is missing",
+            )
+        })?;
         Ok(Planned { run, file })
     })
     .collect()
@@ -79,18 +83,25 @@ fn read_run(files: &Files, partition_id: u64, p: &Planned) -> Result<Bytes> {
     p.file
         .read_exact_at(&mut buf, run.position)
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => corrupt("journal file is shorter than its index says".into()),
+            std::io::ErrorKind::UnexpectedEof => {
+                corrupt("journal file is shorter than its index says".into())
+            }
             _ => LogError::io(files.path(run.file), e),
         })?;
     let buf = buf.freeze();
     match frame::decode_frame(&buf) {
-        Ok((Frame::Batches { partition, .. }, len)) if partition == partition_id && len == buf.len() => {}
+        Ok((Frame::Batches { partition, .. }, len))
+            if partition == partition_id && len == buf.len() => {}
         Ok((Frame::Batches { partition, .. }, _)) if partition != partition_id => {
             return Err(corrupt(format!(
                 "frame belongs to partition id {partition}, not {partition_id}"
             )));
         }
-        Ok(_) => return Err(corrupt("index points at a frame that is not this run".into())),
+        Ok(_) => {
+            return Err(corrupt(
+                "index points at a frame that is not this run".into(),
+            ));
+        }
         Err(e) => return Err(corrupt(format!("{e:?}"))),
     }
     Ok(buf.slice(BATCHES_PAYLOAD_START..))
@@ -104,10 +115,15 @@ fn verified_batches<'a>(
 ) -> impl Iterator<Item = Result<(BatchHeader, std::ops::Range<usize>)>> + 'a {
     batch::batches(payload).map(move |item| {
         let position = run.position + BATCHES_PAYLOAD_START as u64;
-        let (h, range) = item.map_err(|e| LogError::corrupt(files.path(run.file), position, e.to_string()))?;
+        let (h, range) =
+            item.map_err(|e| LogError::corrupt(files.path(run.file), position, e.to_string()))?;
         let bytes = payload.get(range.clone()).unwrap_or_default();
         batch::verify_batch_crc(bytes).map_err(|e| {
-            LogError::corrupt(files.path(run.file), position + range.start as u64, e.to_string())
+            LogError::corrupt(
+                files.path(run.file),
+                position + range.start as u64,
+                e.to_string(),
+            )
         })?;
         Ok((h, range))
     })
@@ -163,7 +179,10 @@ pub(crate) fn read(
             if next <= offset {
                 continue;
             }
-            if first >= p.run.next_offset || first >= upper || (total > 0 && total + range.len() > max_bytes) {
+            if first >= p.run.next_offset
+                || first >= upper
+                || (total > 0 && total + range.len() > max_bytes)
+            {
                 if let Some(c) = chunk.take() {
                     out.chunks.push(payload.slice(c));
                 }
@@ -207,12 +226,15 @@ pub(crate) fn offset_for_timestamp(
             if h.base_offset as u64 >= p.run.next_offset {
                 break;
             }
-            let records = batch::decode_records(&payload[range], max_uncompressed)
-                .map_err(|e| LogError::corrupt(files.path(p.run.file), p.run.position, e.to_string()))?;
-            if let Some(r) = records
-                .iter()
-                .find(|r| r.timestamp >= ts && r.offset as u64 >= start && (r.offset as u64) < p.run.next_offset)
-            {
+            let records =
+                batch::decode_records(&payload[range], max_uncompressed).map_err(|e| {
+                    LogError::corrupt(files.path(p.run.file), p.run.position, e.to_string())
+                })?;
+            if let Some(r) = records.iter().find(|r| {
+                r.timestamp >= ts
+                    && r.offset as u64 >= start
+                    && (r.offset as u64) < p.run.next_offset
+            }) {
                 return Ok(Some(r.offset as u64));
             }
         }
@@ -229,7 +251,11 @@ pub struct SegmentReader {
 }
 
 impl SegmentReader {
-    pub(crate) fn new(shared: Arc<crate::journal::Shared>, partition: &PartitionShared, base_offset: u64) -> Result<Self> {
+    pub(crate) fn new(
+        shared: Arc<crate::journal::Shared>,
+        partition: &PartitionShared,
+        base_offset: u64,
+    ) -> Result<Self> {
         partition.check_live()?;
         let state = partition.state.read();
         let info = state
@@ -238,7 +264,11 @@ impl SegmentReader {
             .iter()
             .find(|s| s.base_offset == base_offset && s.sealed)
             .cloned()
-            .ok_or_else(|| LogError::InvalidOperation(format!("no sealed local segment starts at offset {base_offset}")))?;
+            .ok_or_else(|| {
+                LogError::InvalidOperation(format!(
+                    "no sealed local segment starts at offset {base_offset}"
+                ))
+            })?;
         let runs = state
             .runs
             .iter()
@@ -269,7 +299,9 @@ impl SegmentReader {
             for item in verified_batches(files, &p.run, &payload) {
                 let (h, range) = item?;
                 let first = h.base_offset as u64;
-                if first < self.info.base_offset || first >= self.info.end_offset.min(p.run.next_offset) {
+                if first < self.info.base_offset
+                    || first >= self.info.end_offset.min(p.run.next_offset)
+                {
                     continue;
                 }
                 keep = Some(keep.map_or(range.clone(), |k| k.start..range.end));

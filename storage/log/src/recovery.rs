@@ -46,13 +46,21 @@ pub(crate) struct Recovered {
 }
 
 /// Creates journal file `seq` holding its header and `snapshot`, durably.
-pub(crate) fn create_journal_file(dir: &Path, seq: u64, snapshot: &Snapshot) -> Result<(File, u64)> {
+pub(crate) fn create_journal_file(
+    dir: &Path,
+    seq: u64,
+    snapshot: &Snapshot,
+) -> Result<(File, u64)> {
     let path = journal_path(dir, seq);
     let mut head = Vec::new();
     frame::encode_file_header(&mut head, seq);
     frame::encode_snapshot(&mut head, snapshot);
     let created = (|| -> std::io::Result<File> {
-        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
         file.write_all_at(&head, 0)?;
         file.sync_data()?;
         File::open(dir)?.sync_all()?;
@@ -72,7 +80,11 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered> {
     let (seq, bytes, snapshot, replay_from) = loop {
         let Some(&seq) = seqs.last() else {
             if let Some(missing) = seqs.first() {
-                return Err(LogError::corrupt(journal_path(dir, *missing), 0, "no journal file has a snapshot"));
+                return Err(LogError::corrupt(
+                    journal_path(dir, *missing),
+                    0,
+                    "no journal file has a snapshot",
+                ));
             }
             let (file, written) = create_journal_file(dir, 1, &Snapshot::default())?;
             return Ok(Recovered {
@@ -147,8 +159,12 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered> {
                     ));
                 }
                 warn!(file = %path.display(), position = pos, dropped = rest.len(), reason = ?e, "cutting off a torn journal tail");
-                let file = OpenOptions::new().write(true).open(&path).map_err(|e| LogError::io(&path, e))?;
-                file.set_len(pos as u64).map_err(|e| LogError::io(&path, e))?;
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| LogError::io(&path, e))?;
+                file.set_len(pos as u64)
+                    .map_err(|e| LogError::io(&path, e))?;
                 file.sync_all().map_err(|e| LogError::io(&path, e))?;
                 break;
             }
@@ -156,12 +172,23 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered> {
         let at = pos as u64;
         let corrupt = |reason: String| LogError::corrupt(&path, at, reason);
         match frame {
-            Frame::Batches { partition, append_ms, batches } => {
-                let state = states
-                    .get_mut(&partition)
-                    .ok_or_else(|| corrupt(format!("batches for unknown partition id {partition}")))?;
-                let appended = run_from_batches(batches, append_ms, seq, at, len as u32, state.meta.last_epoch())
-                    .map_err(&corrupt)?;
+            Frame::Batches {
+                partition,
+                append_ms,
+                batches,
+            } => {
+                let state = states.get_mut(&partition).ok_or_else(|| {
+                    corrupt(format!("batches for unknown partition id {partition}"))
+                })?;
+                let appended = run_from_batches(
+                    batches,
+                    append_ms,
+                    seq,
+                    at,
+                    len as u32,
+                    state.meta.last_epoch(),
+                )
+                .map_err(&corrupt)?;
                 footer.push(FooterRun {
                     partition,
                     base_offset: appended.run.base_offset,
@@ -174,16 +201,19 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered> {
             }
             Frame::Control { partition, op } => match op {
                 frame::ControlOp::Create { key, config } => {
-                    states.insert(partition, PartitionState::new(PartitionMeta::new(partition, key, config)));
+                    states.insert(
+                        partition,
+                        PartitionState::new(PartitionMeta::new(partition, key, config)),
+                    );
                     next_partition_id = next_partition_id.max(partition + 1);
                 }
                 frame::ControlOp::Delete => {
                     states.remove(&partition);
                 }
                 op => {
-                    let state = states
-                        .get_mut(&partition)
-                        .ok_or_else(|| corrupt(format!("change to unknown partition id {partition}")))?;
+                    let state = states.get_mut(&partition).ok_or_else(|| {
+                        corrupt(format!("change to unknown partition id {partition}"))
+                    })?;
                     state.apply_control(&op).map_err(&corrupt)?;
                 }
             },
@@ -191,17 +221,23 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered> {
                 closed = true;
                 break;
             }
-            Frame::Snapshot(_) => return Err(corrupt("a second snapshot inside a journal file".into())),
+            Frame::Snapshot(_) => {
+                return Err(corrupt("a second snapshot inside a journal file".into()));
+            }
         }
         pos += len;
     }
 
     for state in states.values() {
-        state
-            .check_contiguous()
-            .map_err(|e| LogError::corrupt(&path, 0, format!("partition {:?}: {e}", state.meta.key)))?;
+        state.check_contiguous().map_err(|e| {
+            LogError::corrupt(&path, 0, format!("partition {:?}: {e}", state.meta.key))
+        })?;
     }
-    let file = OpenOptions::new().read(true).write(true).open(&path).map_err(|e| LogError::io(&path, e))?;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| LogError::io(&path, e))?;
     let mut recovered = Recovered {
         current: Arc::new(file),
         seq,
@@ -215,7 +251,10 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered> {
         // The file was closed but its successor never made it: start that now.
         let mut metas: Vec<PartitionMeta> = states.values().map(|s| s.meta.clone()).collect();
         metas.sort_by_key(|m| m.id);
-        let snapshot = Snapshot { next_partition_id, partitions: metas };
+        let snapshot = Snapshot {
+            next_partition_id,
+            partitions: metas,
+        };
         let (file, written) = create_journal_file(dir, seq + 1, &snapshot)?;
         let previous = std::mem::replace(&mut recovered.current, Arc::new(file));
         recovered.older.push((seq, previous));
@@ -267,17 +306,24 @@ fn is_torn_head(bytes: &[u8]) -> bool {
     let Some(len_bytes) = bytes.get(FILE_HEADER_LEN..FILE_HEADER_LEN + 4) else {
         return true;
     };
-    let body = u32::from_be_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
-    bytes.len() <= FILE_HEADER_LEN + frame::FRAME_HEADER_LEN + body || bytes[FILE_HEADER_LEN..].iter().all(|&b| b == 0)
+    let body =
+        u32::from_be_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
+    bytes.len() <= FILE_HEADER_LEN + frame::FRAME_HEADER_LEN + body
+        || bytes[FILE_HEADER_LEN..].iter().all(|&b| b == 0)
 }
 
 /// The runs listed in a closed file's footer, or `None` if it has none that verifies.
 fn read_footer(file: &File) -> Option<Vec<FooterRun>> {
     let len = file.metadata().ok()?.len();
     let mut trailer = [0u8; TRAILER_LEN];
-    file.read_exact_at(&mut trailer, len.checked_sub(TRAILER_LEN as u64)?).ok()?;
+    file.read_exact_at(&mut trailer, len.checked_sub(TRAILER_LEN as u64)?)
+        .ok()?;
     let footer_pos = frame::decode_trailer(&trailer)?;
-    let footer_len = usize::try_from(len.checked_sub(TRAILER_LEN as u64)?.checked_sub(footer_pos)?).ok()?;
+    let footer_len = usize::try_from(
+        len.checked_sub(TRAILER_LEN as u64)?
+            .checked_sub(footer_pos)?,
+    )
+    .ok()?;
     if footer_len > frame::MAX_FRAME_BODY {
         return None;
     }
@@ -292,13 +338,23 @@ fn read_footer(file: &File) -> Option<Vec<FooterRun>> {
 /// Rebuilds the runs of a closed file that lost its footer, by reading every frame.
 fn scan_runs(path: &Path) -> Result<Vec<FooterRun>> {
     let bytes = std::fs::read(path).map_err(|e| LogError::io(path, e))?;
-    let seq = parse_journal_name(path.file_name().and_then(|n| n.to_str()).unwrap_or_default()).unwrap_or(0);
+    let seq = parse_journal_name(
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default(),
+    )
+    .unwrap_or(0);
     let (_, mut pos) = read_head(&bytes, seq).map_err(|e| LogError::corrupt(path, 0, e))?;
     let mut runs = Vec::new();
     while pos < bytes.len() {
-        let (frame, len) = frame::decode_frame(&bytes[pos..]).map_err(|e| LogError::corrupt(path, pos as u64, format!("{e:?}")))?;
+        let (frame, len) = frame::decode_frame(&bytes[pos..])
+            .map_err(|e| LogError::corrupt(path, pos as u64, format!("{e:?}")))?;
         match frame {
-            Frame::Batches { partition, append_ms, batches } => {
+            Frame::Batches {
+                partition,
+                append_ms,
+                batches,
+            } => {
                 let a = run_from_batches(batches, append_ms, seq, pos as u64, len as u32, None)
                     .map_err(|e| LogError::corrupt(path, pos as u64, e))?;
                 runs.push(FooterRun {
@@ -333,9 +389,12 @@ pub(crate) fn run_from_batches(
     let mut epoch_changes = Vec::new();
     for item in batch::batches(batches) {
         let (h, _) = item.map_err(|e| format!("batch in frame: {e}"))?;
-        let first = u64::try_from(h.base_offset).map_err(|_| "negative batch offset".to_string())?;
+        let first =
+            u64::try_from(h.base_offset).map_err(|_| "negative batch offset".to_string())?;
         if base.is_some() && first != next {
-            return Err(format!("batch at offset {first} does not follow offset {next}"));
+            return Err(format!(
+                "batch at offset {first} does not follow offset {next}"
+            ));
         }
         base.get_or_insert(first);
         next = u64::try_from(h.next_offset()).map_err(|_| "batch offset overflow".to_string())?;
@@ -368,7 +427,11 @@ pub(crate) fn run_from_batches(
 /// Adds a run from an older file; a run starting at or below runs already
 /// there means the partition was truncated and rewritten from that offset.
 fn attach_run(state: &mut PartitionState, file: u64, r: &FooterRun) {
-    while state.runs.back().is_some_and(|b| b.base_offset >= r.base_offset) {
+    while state
+        .runs
+        .back()
+        .is_some_and(|b| b.base_offset >= r.base_offset)
+    {
         state.runs.pop_back();
     }
     if let Some(back) = state.runs.back_mut() {
@@ -417,7 +480,12 @@ fn torn_tail_bound(config: &LogConfig) -> usize {
 
 /// Looks for a valid frame after the bad one at `bad`, following frames
 /// until one starts `bound` bytes or more past `bad`. Returns its position.
-fn valid_frame_beyond(bytes: &[u8], bad: usize, next_partition_id: u64, bound: usize) -> Option<usize> {
+fn valid_frame_beyond(
+    bytes: &[u8],
+    bad: usize,
+    next_partition_id: u64,
+    bound: usize,
+) -> Option<usize> {
     let limit = bad.checked_add(bound)?;
     let mut pos = bad + 1;
     while pos + frame::FRAME_HEADER_LEN + frame::BODY_PREFIX_LEN <= bytes.len() {

@@ -199,7 +199,12 @@ impl PartitionState {
                 }
             }
             ControlOp::Offloaded { base_offset } => {
-                if let Some(s) = self.meta.segments.iter_mut().find(|s| s.base_offset == base_offset) {
+                if let Some(s) = self
+                    .meta
+                    .segments
+                    .iter_mut()
+                    .find(|s| s.base_offset == base_offset)
+                {
                     s.offloaded = true;
                 }
             }
@@ -221,7 +226,11 @@ impl PartitionState {
                         m.local_start, m.next_offset
                     ));
                 }
-                if let Some(s) = m.segments.iter().find(|s| s.offloaded && s.end_offset > offset) {
+                if let Some(s) = m
+                    .segments
+                    .iter()
+                    .find(|s| s.offloaded && s.end_offset > offset)
+                {
                     return Err(format!(
                         "cannot truncate to {offset}: segment at {} is already offloaded",
                         s.base_offset
@@ -235,12 +244,18 @@ impl PartitionState {
                 ));
             }
             ControlOp::Seal { offset } if offset != m.next_offset => {
-                return Err(format!("seal at {offset} is not the end offset {}", m.next_offset));
+                return Err(format!(
+                    "seal at {offset} is not the end offset {}",
+                    m.next_offset
+                ));
             }
-            ControlOp::Offloaded { base_offset } => {
-                if !m.segments.iter().any(|s| s.base_offset == base_offset && s.sealed) {
-                    return Err(format!("no sealed segment starts at offset {base_offset}"));
-                }
+            ControlOp::Offloaded { base_offset }
+                if !m
+                    .segments
+                    .iter()
+                    .any(|s| s.base_offset == base_offset && s.sealed) =>
+            {
+                return Err(format!("no sealed segment starts at offset {base_offset}"));
             }
             ControlOp::ReleaseLocal { offset } => {
                 let releasable = self.releasable_up_to();
@@ -323,10 +338,15 @@ impl PartitionState {
 
     /// Leader epoch of the batch holding `offset`.
     pub fn epoch_at(&self, offset: u64) -> Option<i32> {
-        if offset < self.meta.local_start.min(self.meta.log_start) || offset >= self.meta.next_offset {
+        if offset < self.meta.local_start.min(self.meta.log_start)
+            || offset >= self.meta.next_offset
+        {
             return None;
         }
-        let idx = self.meta.epochs.partition_point(|e| e.start_offset <= offset);
+        let idx = self
+            .meta
+            .epochs
+            .partition_point(|e| e.start_offset <= offset);
         idx.checked_sub(1).map(|i| self.meta.epochs[i].epoch)
     }
 
@@ -336,13 +356,18 @@ impl PartitionState {
         let epochs = &self.meta.epochs;
         let idx = epochs.partition_point(|e| e.epoch <= epoch);
         let found = epochs.get(idx.checked_sub(1)?)?;
-        let end = epochs.get(idx).map_or(self.meta.next_offset, |e| e.start_offset);
+        let end = epochs
+            .get(idx)
+            .map_or(self.meta.next_offset, |e| e.start_offset);
         Some((found.epoch, end))
     }
 
     /// Index of the run holding `offset`.
     pub fn run_index_for(&self, offset: u64) -> Option<usize> {
-        let idx = self.runs.partition_point(|r| r.base_offset <= offset).checked_sub(1)?;
+        let idx = self
+            .runs
+            .partition_point(|r| r.base_offset <= offset)
+            .checked_sub(1)?;
         (self.runs[idx].next_offset > offset).then_some(idx)
     }
 
@@ -363,12 +388,19 @@ impl PartitionState {
             if let Some(e) = expect
                 && r.base_offset != e
             {
-                return Err(format!("gap in the journal between offsets {e} and {}", r.base_offset));
+                return Err(format!(
+                    "gap in the journal between offsets {e} and {}",
+                    r.base_offset
+                ));
             }
             expect = Some(r.next_offset);
         }
         match (self.runs.front(), self.runs.back()) {
-            (Some(f), Some(b)) if f.base_offset <= m.local_start && b.next_offset == m.next_offset => Ok(()),
+            (Some(f), Some(b))
+                if f.base_offset <= m.local_start && b.next_offset == m.next_offset =>
+            {
+                Ok(())
+            }
             _ => Err(format!(
                 "journal runs do not cover offsets [{}, {})",
                 m.local_start, m.next_offset
@@ -394,7 +426,10 @@ mod tests {
             },
             append_ms: 1000 + base as i64,
             batch_bytes: 80,
-            epoch_changes: vec![EpochStart { epoch: (base / 10) as i32, start_offset: base }],
+            epoch_changes: vec![EpochStart {
+                epoch: (base / 10) as i32,
+                start_offset: base,
+            }],
         }
     }
 
@@ -431,7 +466,8 @@ mod tests {
         assert_eq!(p.epoch_at(8), Some(0));
         p.check_contiguous().unwrap();
         // Truncating into an offloaded segment is refused.
-        p.apply_control(&ControlOp::Offloaded { base_offset: 0 }).unwrap();
+        p.apply_control(&ControlOp::Offloaded { base_offset: 0 })
+            .unwrap();
         assert!(p.validate(&ControlOp::Truncate { offset: 3 }).is_err());
     }
 
@@ -443,11 +479,18 @@ mod tests {
         p.apply_run(run(5, 9, 1)).unwrap();
         p.apply_control(&ControlOp::Seal { offset: 9 }).unwrap();
         assert!(p.validate(&ControlOp::ReleaseLocal { offset: 5 }).is_err());
-        p.apply_control(&ControlOp::Offloaded { base_offset: 5 }).unwrap();
-        assert_eq!(p.releasable_up_to(), 0, "the first segment is not offloaded");
-        p.apply_control(&ControlOp::Offloaded { base_offset: 0 }).unwrap();
+        p.apply_control(&ControlOp::Offloaded { base_offset: 5 })
+            .unwrap();
+        assert_eq!(
+            p.releasable_up_to(),
+            0,
+            "the first segment is not offloaded"
+        );
+        p.apply_control(&ControlOp::Offloaded { base_offset: 0 })
+            .unwrap();
         assert_eq!(p.releasable_up_to(), 9);
-        p.apply_control(&ControlOp::ReleaseLocal { offset: 9 }).unwrap();
+        p.apply_control(&ControlOp::ReleaseLocal { offset: 9 })
+            .unwrap();
         assert_eq!(p.meta.local_start, 9);
         assert_eq!(p.meta.log_start, 0);
         assert!(p.runs.is_empty());

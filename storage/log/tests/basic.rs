@@ -7,7 +7,12 @@ use strata_log::{AppendOptions, Log, LogConfig, LogError};
 fn batch(values: &[&str], ts: i64) -> Bytes {
     let mut b = BatchBuilder::new(Compression::None);
     for (i, v) in values.iter().enumerate() {
-        b.push(Some(Bytes::from(format!("k{i}"))), Some(Bytes::copy_from_slice(v.as_bytes())), vec![], ts + i as i64);
+        b.push(
+            Some(Bytes::from(format!("k{i}"))),
+            Some(Bytes::copy_from_slice(v.as_bytes())),
+            vec![],
+            ts + i as i64,
+        );
     }
     b.build().unwrap()
 }
@@ -15,7 +20,12 @@ fn batch(values: &[&str], ts: i64) -> Bytes {
 fn values(read: &strata_log::ReadBatches) -> Vec<(i64, String)> {
     read.batches()
         .flat_map(|b| decode_records(&b, 1 << 20).unwrap())
-        .map(|r| (r.offset, String::from_utf8(r.value.unwrap().to_vec()).unwrap()))
+        .map(|r| {
+            (
+                r.offset,
+                String::from_utf8(r.value.unwrap().to_vec()).unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -24,29 +34,63 @@ async fn append_read_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {
         let log = Log::open(dir.path(), LogConfig::default()).unwrap();
-        let p = log.create_partition("default/orders/0", None).await.unwrap();
-        let q = log.create_partition("default/orders/1", None).await.unwrap();
-        let a = p.append(batch(&["a", "b"], 100).as_ref(), AppendOptions::default()).await.unwrap();
+        let p = log
+            .create_partition("default/orders/0", None)
+            .await
+            .unwrap();
+        let q = log
+            .create_partition("default/orders/1", None)
+            .await
+            .unwrap();
+        let a = p
+            .append(batch(&["a", "b"], 100).as_ref(), AppendOptions::default())
+            .await
+            .unwrap();
         assert_eq!((a.base_offset, a.next_offset), (0, 2));
-        let b = q.append(batch(&["x"], 100).as_ref(), AppendOptions::default()).await.unwrap();
+        let b = q
+            .append(batch(&["x"], 100).as_ref(), AppendOptions::default())
+            .await
+            .unwrap();
         assert_eq!((b.base_offset, b.next_offset), (0, 1));
-        let c = p.append(batch(&["c"], 200).as_ref(), AppendOptions::default()).await.unwrap();
+        let c = p
+            .append(batch(&["c"], 200).as_ref(), AppendOptions::default())
+            .await
+            .unwrap();
         assert_eq!((c.base_offset, c.next_offset), (2, 3));
         let read = p.read(1, 1 << 20).await.unwrap();
-        assert_eq!(values(&read), vec![(0, "a".into()), (1, "b".into()), (2, "c".into())]);
+        assert_eq!(
+            values(&read),
+            vec![(0, "a".into()), (1, "b".into()), (2, "c".into())]
+        );
         assert_eq!(read.next_offset, 3);
         assert!(matches!(
             p.read(4, 100).await,
-            Err(LogError::OffsetOutOfRange { offset: 4, start: 0, end: 3 })
+            Err(LogError::OffsetOutOfRange {
+                offset: 4,
+                start: 0,
+                end: 3
+            })
         ));
         assert_eq!(p.offset_for_timestamp(101).await.unwrap(), Some(1));
         assert_eq!(p.offset_for_timestamp(150).await.unwrap(), Some(2));
         assert_eq!(p.offset_for_timestamp(201).await.unwrap(), None);
         let err = p
-            .append(batch(&["d"], 1).as_ref(), AppendOptions { expected_offset: Some(1), ..Default::default() })
+            .append(
+                batch(&["d"], 1).as_ref(),
+                AppendOptions {
+                    expected_offset: Some(1),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap_err();
-        assert!(matches!(err, LogError::OffsetMismatch { expected: 1, actual: 3 }));
+        assert!(matches!(
+            err,
+            LogError::OffsetMismatch {
+                expected: 1,
+                actual: 3
+            }
+        ));
     }
     let log = Log::open(dir.path(), LogConfig::default()).unwrap();
     let p = log.partition("default/orders/0").unwrap();
@@ -60,20 +104,34 @@ async fn append_read_reopen() {
 #[tokio::test]
 async fn rolls_files_and_reopens_from_footers() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig { journal_file_bytes: 4096, ..LogConfig::default() };
+    let config = LogConfig {
+        journal_file_bytes: 4096,
+        ..LogConfig::default()
+    };
     let mut expected;
     {
         let log = Log::open(dir.path(), config.clone()).unwrap();
         let p = log.create_partition("t/0", None).await.unwrap();
         for i in 0..200 {
-            let a = p.append(batch(&[&format!("v{i}")], i).as_ref(), AppendOptions::default()).await.unwrap();
+            let a = p
+                .append(
+                    batch(&[&format!("v{i}")], i).as_ref(),
+                    AppendOptions::default(),
+                )
+                .await
+                .unwrap();
             assert_eq!(a.base_offset, i as u64);
         }
         assert!(log.journal_files().len() > 3);
         p.truncate(150).await.unwrap();
         expected = 150;
         for i in 150..160 {
-            p.append(batch(&[&format!("w{i}")], i).as_ref(), AppendOptions::default()).await.unwrap();
+            p.append(
+                batch(&[&format!("w{i}")], i).as_ref(),
+                AppendOptions::default(),
+            )
+            .await
+            .unwrap();
             expected += 1;
         }
     }

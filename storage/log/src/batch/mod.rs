@@ -102,7 +102,7 @@ pub enum BatchError {
     /// A record's offset delta is negative, not strictly increasing, or past
     /// the header's last offset delta.
     #[error(
-        "record offset delta {delta} out of order (previous {previous:?}, last offset delta {last_offset_delta})"
+        "record offset delta {delta} is out of order: deltas must increase strictly and lie within 0..={last_offset_delta}"
     )]
     BadOffsetDelta {
         /// The offending record's offset delta.
