@@ -508,7 +508,15 @@ fn lock_dir(dir: &Path) -> Result<File> {
     // SAFETY: flock on a file descriptor we own; no memory is involved.
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc != 0 {
-        return Err(LogError::io(&path, std::io::Error::last_os_error()));
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            return Err(LogError::InvalidOperation(format!(
+                "data directory {} is in use by another log (locked {})",
+                dir.display(),
+                path.display()
+            )));
+        }
+        return Err(LogError::io(&path, e));
     }
     Ok(file)
 }

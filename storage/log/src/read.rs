@@ -179,10 +179,9 @@ pub(crate) fn read(
             if next <= offset {
                 continue;
             }
-            if first >= p.run.next_offset
-                || first >= upper
-                || (total > 0 && total + range.len() > max_bytes)
-            {
+            // Only whole batches below the bound (the end offset or a high watermark) are served.
+            let past_bound = first >= p.run.next_offset || next > upper;
+            if past_bound || (total > 0 && total + range.len() > max_bytes) {
                 if let Some(c) = chunk.take() {
                     out.chunks.push(payload.slice(c));
                 }

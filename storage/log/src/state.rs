@@ -190,6 +190,7 @@ impl PartitionState {
             ControlOp::AdvanceStart { offset } => {
                 self.meta.log_start = self.meta.log_start.max(offset);
                 self.drop_local_below(offset);
+                self.trim_epochs();
             }
             ControlOp::Seal { offset } => {
                 let active = self.meta.active_mut();
@@ -317,30 +318,28 @@ impl PartitionState {
         while self.runs.front().is_some_and(|r| r.next_offset <= start) {
             self.runs.pop_front();
         }
-        while m.segments.len() > 1 && m.segments[0].end_offset <= start {
-            m.segments.remove(0);
+        m.segments.retain(|s| !s.sealed || s.end_offset > start);
+        match m.segments.last_mut() {
+            // All of the active segment's data is gone: it starts again at the start offset.
+            Some(active) if active.end_offset <= start => *active = SegmentInfo::empty_at(start),
+            Some(_) => {}
+            None => m.segments.push(SegmentInfo::empty_at(start)),
         }
-        if let Some(first) = m.segments.first_mut()
-            && first.base_offset < start
-            && first.end_offset == first.base_offset
-        {
-            // An empty active segment moves with the start.
-            first.base_offset = start;
-            first.end_offset = start;
-        }
-        if m.segments.len() == 1 && m.segments[0].base_offset < start && m.next_offset == start {
-            m.segments[0] = SegmentInfo::empty_at(start);
-        }
-        while m.epochs.len() >= 2 && m.epochs[1].start_offset <= start {
-            m.epochs.remove(0);
-        }
+    }
+
+    /// Forgets epochs that ended before the log start offset, keeping the one holding it.
+    fn trim_epochs(&mut self) {
+        let start = self.meta.log_start;
+        let epochs = &mut self.meta.epochs;
+        let superseded = epochs
+            .partition_point(|e| e.start_offset <= start)
+            .saturating_sub(1);
+        epochs.drain(..superseded);
     }
 
     /// Leader epoch of the batch holding `offset`.
     pub fn epoch_at(&self, offset: u64) -> Option<i32> {
-        if offset < self.meta.local_start.min(self.meta.log_start)
-            || offset >= self.meta.next_offset
-        {
+        if offset < self.meta.log_start || offset >= self.meta.next_offset {
             return None;
         }
         let idx = self
