@@ -484,8 +484,10 @@ impl Committer {
             .write_all_at(&footer, self.written)
             .and_then(|()| self.file.sync_data());
         if let Err(e) = closed {
-            // Recovery scans a file without a footer instead; nothing is lost.
+            // The footer is only an index: recovery scans a file without one.
+            // Cut a partial footer off so the scan ends at the last data frame.
             warn!(file = self.seq, error = %e, "could not write the journal file footer");
+            let _ = self.file.set_len(self.written);
         }
         self.shared.files.insert(seq, file.clone());
         self.file = file;

@@ -300,16 +300,12 @@ fn read_head(bytes: &[u8], seq: u64) -> Result<(Snapshot, usize), String> {
     }
 }
 
-/// A head that a crash during file creation could have left: nothing but
-/// (part of) the header and snapshot, never a frame after them.
+/// A head that a crash during file creation could have left: the head is
+/// made durable before any frame is written, so such a file holds no valid
+/// frame at all. Its lengths cannot be trusted, so look at every position.
 fn is_torn_head(bytes: &[u8]) -> bool {
-    let Some(len_bytes) = bytes.get(FILE_HEADER_LEN..FILE_HEADER_LEN + 4) else {
-        return true;
-    };
-    let body =
-        u32::from_be_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
-    bytes.len() <= FILE_HEADER_LEN + frame::FRAME_HEADER_LEN + body
-        || bytes[FILE_HEADER_LEN..].iter().all(|&b| b == 0)
+    frame::decode_frame(bytes.get(FILE_HEADER_LEN..).unwrap_or_default()).is_err()
+        && valid_frame_beyond(bytes, FILE_HEADER_LEN, u64::MAX, 0).is_none()
 }
 
 /// The runs listed in a closed file's footer, or `None` if it has none that verifies.
@@ -347,8 +343,13 @@ fn scan_runs(path: &Path) -> Result<Vec<FooterRun>> {
     let (_, mut pos) = read_head(&bytes, seq).map_err(|e| LogError::corrupt(path, 0, e))?;
     let mut runs = Vec::new();
     while pos < bytes.len() {
-        let (frame, len) = frame::decode_frame(&bytes[pos..])
-            .map_err(|e| LogError::corrupt(path, pos as u64, format!("{e:?}")))?;
+        let (frame, len) = match frame::decode_frame(&bytes[pos..]) {
+            Ok(ok) => ok,
+            // Only the footer can follow the last data frame of a closed file; a
+            // footer torn by a crash or a full disk is just a lost index.
+            Err(_) if valid_frame_beyond(&bytes, pos, u64::MAX, 0).is_none() => break,
+            Err(e) => return Err(LogError::corrupt(path, pos as u64, format!("{e:?}"))),
+        };
         match frame {
             Frame::Batches {
                 partition,
@@ -513,7 +514,8 @@ fn valid_frame_beyond(
     None
 }
 
-/// Cheap filter before a checksum: a known kind, a length that fits, a known partition id.
+/// Cheap filter before a checksum: a known kind, a length that fits, a known
+/// partition id (any id when `next_partition_id` is `u64::MAX`).
 fn plausible_frame(b: &[u8], next_partition_id: u64) -> bool {
     let body = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
     let kind = b[8];
@@ -522,5 +524,5 @@ fn plausible_frame(b: &[u8], next_partition_id: u64) -> bool {
     (1..=4).contains(&kind)
         && body >= frame::BODY_PREFIX_LEN
         && body + frame::FRAME_HEADER_LEN <= b.len()
-        && u64::from_be_bytes(id) < next_partition_id.max(1)
+        && (next_partition_id == u64::MAX || u64::from_be_bytes(id) < next_partition_id.max(1))
 }
