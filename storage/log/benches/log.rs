@@ -5,8 +5,8 @@
 //! producers would; each append is one batch of `RECORDS_PER_BATCH` records
 //! of 1 KiB (a Kafka producer with the default 16 KiB `batch.size`). Every
 //! append is acknowledged only after fdatasync. After each case the bench
-//! prints the average journal write size, so the disk's own durable
-//! bandwidth can be measured with fio at the same write size
+//! prints the average bytes per journal write and per fdatasync, so the
+//! disk's own durable bandwidth can be measured with fio at the same size
 //! (`scripts/bench-log.sh` does both in one run).
 
 use std::sync::Arc;
@@ -124,19 +124,21 @@ fn durable_append(c: &mut Criterion) {
         let parts = Arc::new(rt.block_on(open_partitions(&log, partitions)));
         let batch = make_batch(records);
         group.throughput(Throughput::Bytes((records * RECORD_BYTES) as u64));
-        let (sum0, count0) = histogram_totals("strata_log_commit_bytes");
-        let id = BenchmarkId::new(
-            format!("{records}_records_per_batch"),
-            format!("{partitions}_partitions"),
-        );
+        let (bytes0, commits0) = histogram_totals("strata_log_commit_bytes");
+        let (_, syncs0) = histogram_totals("strata_log_fsync_seconds");
+        let id = BenchmarkId::new(format!("{records}_records_per_batch"), format!("{partitions}_partitions"));
         group.bench_function(id, |b| {
             b.iter_custom(|iters| rt.block_on(append_all(parts.clone(), batch.clone(), iters)))
         });
-        let (sum1, count1) = histogram_totals("strata_log_commit_bytes");
-        let commits = count1.saturating_sub(count0).max(1);
+        let (bytes1, commits1) = histogram_totals("strata_log_commit_bytes");
+        let (_, syncs1) = histogram_totals("strata_log_fsync_seconds");
+        let bytes = bytes1 - bytes0;
+        // One fdatasync covers every commit written since the previous one:
+        // bytes per fdatasync is the write size to compare the disk at.
         eprintln!(
-            "journal: partitions={partitions} records_per_batch={records} commits={commits} avg_write_bytes={:.0}",
-            (sum1 - sum0) / commits as f64
+            "journal: partitions={partitions} records_per_batch={records} avg_write_bytes={:.0} avg_fsync_bytes={:.0}",
+            bytes / commits1.saturating_sub(commits0).max(1) as f64,
+            bytes / syncs1.saturating_sub(syncs0).max(1) as f64,
         );
         drop(log);
     }
