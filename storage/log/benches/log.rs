@@ -126,7 +126,10 @@ fn durable_append(c: &mut Criterion) {
         group.throughput(Throughput::Bytes((records * RECORD_BYTES) as u64));
         let (bytes0, commits0) = histogram_totals("strata_log_commit_bytes");
         let (_, syncs0) = histogram_totals("strata_log_fsync_seconds");
-        let id = BenchmarkId::new(format!("{records}_records_per_batch"), format!("{partitions}_partitions"));
+        let id = BenchmarkId::new(
+            format!("{records}_records_per_batch"),
+            format!("{partitions}_partitions"),
+        );
         group.bench_function(id, |b| {
             b.iter_custom(|iters| rt.block_on(append_all(parts.clone(), batch.clone(), iters)))
         });

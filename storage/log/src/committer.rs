@@ -352,6 +352,13 @@ impl Committer {
                 .validate(&op)
                 .map_err(LogError::InvalidOperation)?;
         }
+        let op = match (&existing, op) {
+            (Some(p), ControlOp::Truncate { offset, .. }) => ControlOp::Truncate {
+                offset,
+                cut_segment: crate::read::plan_truncation(&self.shared.files, p, offset)?,
+            },
+            (_, op) => op,
+        };
         self.buf.clear();
         frame::encode_control(&mut self.buf, id, &op);
         self.write_durably()?;

@@ -64,9 +64,13 @@ pub(crate) enum ControlOp {
         config: SegmentConfig,
     },
     Delete,
-    /// Drop everything at and after this offset.
+    /// Drop everything at and after this offset (a batch boundary). The
+    /// committer reads the cut and records what remains of the segment it
+    /// falls in, so replay needs no read.
     Truncate {
         offset: u64,
+        #[serde(default)]
+        cut_segment: Option<CutSegment>,
     },
     /// Advance the log start offset (retention, DeleteRecords).
     AdvanceStart {
@@ -87,6 +91,13 @@ pub(crate) enum ControlOp {
     SetConfig {
         config: SegmentConfig,
     },
+}
+
+/// What remains of the segment a truncation cuts: its batch bytes and largest timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct CutSegment {
+    pub bytes: u64,
+    pub max_timestamp: i64,
 }
 
 /// Metadata of every partition as of the start of a journal file.
@@ -294,7 +305,13 @@ mod tests {
     #[test]
     fn control_frame_round_trips() {
         let mut buf = Vec::new();
-        let op = ControlOp::Truncate { offset: 42 };
+        let op = ControlOp::Truncate {
+            offset: 42,
+            cut_segment: Some(CutSegment {
+                bytes: 7,
+                max_timestamp: 9,
+            }),
+        };
         encode_control(&mut buf, 7, &op);
         let (frame, len) = decode_frame(&buf).unwrap();
         assert_eq!(len, buf.len());

@@ -343,9 +343,15 @@ impl Partition {
         Ok(headers)
     }
 
-    /// Removes every offset at and after `offset` (a divergent suffix after a leader change).
+    /// Removes every offset at and after `offset` (a divergent suffix after a
+    /// leader change). `offset` must be a batch boundary: records of one
+    /// batch are never split.
     pub async fn truncate(&self, offset: u64) -> Result<()> {
-        self.control(ControlOp::Truncate { offset }).await
+        self.control(ControlOp::Truncate {
+            offset,
+            cut_segment: None,
+        })
+        .await
     }
 
     /// Moves the log start offset forward (retention, DeleteRecords); the

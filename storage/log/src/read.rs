@@ -15,7 +15,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::batch::{self, BatchHeader};
 use crate::error::{LogError, Result};
-use crate::frame::{self, BATCHES_PAYLOAD_START, Frame};
+use crate::frame::{self, BATCHES_PAYLOAD_START, CutSegment, Frame};
 use crate::journal::{Files, PartitionShared};
 use crate::metrics;
 use crate::state::{Run, SegmentInfo};
@@ -311,4 +311,72 @@ impl SegmentReader {
         }
         Ok(None)
     }
+}
+
+/// Plans a truncation to `offset`: checks it is a batch boundary and works
+/// out what remains of the segment it cuts (batch bytes, largest timestamp).
+/// Reads the segment's local runs; truncation is rare (a leader change), and
+/// a segment is at most about `segment_bytes`.
+pub(crate) fn plan_truncation(
+    files: &Files,
+    partition: &PartitionShared,
+    offset: u64,
+) -> Result<Option<CutSegment>> {
+    let (segment, runs, local_start) = {
+        let state = partition.state.read();
+        let Some(segment) = state.segment_cut_by(offset).cloned() else {
+            return Ok(None);
+        };
+        let local_start = state.meta.local_start;
+        let runs: Vec<Run> = state
+            .runs
+            .iter()
+            .filter(|r| r.base_offset < segment.end_offset && r.next_offset > segment.base_offset)
+            .copied()
+            .collect();
+        (segment, runs, local_start)
+    };
+    let mut removed = 0u64;
+    let mut max_timestamp = -1i64;
+    let mut boundary = false;
+    for run in &runs {
+        // Every run is read: a run cut by an earlier truncation still holds
+        // the batches past its end, so its frame length and maximum
+        // timestamp are not those of what it serves.
+        let planned = plan(files, std::iter::once(*run))?;
+        let payload = read_run(files, partition.id, &planned[0])?;
+        for item in verified_batches(files, run, &payload) {
+            let (h, range) = item?;
+            let first = h.base_offset as u64;
+            if first >= run.next_offset {
+                break;
+            }
+            if first >= offset {
+                boundary |= first == offset;
+                removed += range.len() as u64;
+            } else if (h.next_offset() as u64) > offset {
+                return Err(LogError::InvalidOperation(format!(
+                    "cannot truncate to {offset}: it is inside the batch [{first}, {})",
+                    h.next_offset()
+                )));
+            } else {
+                max_timestamp = max_timestamp.max(h.max_timestamp);
+            }
+        }
+    }
+    if !boundary {
+        return Err(LogError::InvalidOperation(format!(
+            "cannot truncate to {offset}: not the first offset of a local batch"
+        )));
+    }
+    // Records of the segment below the local start are gone (retention or
+    // release); their timestamps are unknown, so the segment keeps its
+    // previous maximum as an upper bound rather than guess low.
+    if segment.base_offset < local_start {
+        max_timestamp = max_timestamp.max(segment.max_timestamp);
+    }
+    Ok(Some(CutSegment {
+        bytes: segment.bytes.saturating_sub(removed),
+        max_timestamp,
+    }))
 }

@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 
 use crate::config::SegmentConfig;
-use crate::frame::ControlOp;
+use crate::frame::{ControlOp, CutSegment};
 
 /// A segment of a partition: a range of offsets sealed by size or age, the
 /// unit that tiering uploads.
@@ -186,7 +186,10 @@ impl PartitionState {
         self.validate(op)?;
         match *op {
             ControlOp::Create { .. } | ControlOp::Delete => {}
-            ControlOp::Truncate { offset } => self.truncate(offset),
+            ControlOp::Truncate {
+                offset,
+                cut_segment,
+            } => self.truncate(offset, cut_segment),
             ControlOp::AdvanceStart { offset } => {
                 self.meta.log_start = self.meta.log_start.max(offset);
                 self.drop_local_below(offset);
@@ -220,7 +223,7 @@ impl PartitionState {
     pub fn validate(&self, op: &ControlOp) -> Result<(), String> {
         let m = &self.meta;
         match *op {
-            ControlOp::Truncate { offset } => {
+            ControlOp::Truncate { offset, .. } => {
                 if offset < m.local_start || offset > m.next_offset {
                     return Err(format!(
                         "cannot truncate to {offset}: local offsets are [{}, {}]",
@@ -283,7 +286,7 @@ impl PartitionState {
         upto
     }
 
-    fn truncate(&mut self, offset: u64) {
+    fn truncate(&mut self, offset: u64, cut: Option<CutSegment>) {
         while self.runs.back().is_some_and(|r| r.base_offset >= offset) {
             self.runs.pop_back();
         }
@@ -291,6 +294,7 @@ impl PartitionState {
             last.next_offset = last.next_offset.min(offset);
         }
         self.meta.next_offset = offset;
+        let local_start = self.meta.local_start;
         let segments = &mut self.meta.segments;
         while segments.last().is_some_and(|s| s.base_offset >= offset) {
             segments.pop();
@@ -299,16 +303,23 @@ impl PartitionState {
             && last.end_offset > offset
         {
             last.end_offset = offset;
-            // Batches past the cut were counted; recount what remains.
-            last.bytes = self
-                .runs
-                .iter()
-                .filter(|r| r.base_offset >= last.base_offset)
-                .map(|r| u64::from(r.frame_len))
-                .sum();
+            if let Some(cut) = cut {
+                last.bytes = cut.bytes;
+                last.max_timestamp = cut.max_timestamp;
+            }
         }
+        // A sealed segment left with nothing local is gone, as after retention.
+        segments.retain(|s| !s.sealed || s.end_offset > local_start);
         self.meta.active_mut();
         self.meta.epochs.retain(|e| e.start_offset < offset);
+    }
+
+    /// The segment a truncation to `offset` cuts (not at its boundaries), if any.
+    pub fn segment_cut_by(&self, offset: u64) -> Option<&SegmentInfo> {
+        self.meta
+            .segments
+            .iter()
+            .find(|s| s.base_offset < offset && offset < s.end_offset)
     }
 
     fn drop_local_below(&mut self, offset: u64) {
@@ -455,7 +466,11 @@ mod tests {
         p.apply_run(run(5, 12, 2)).unwrap();
         p.apply_run(run(12, 20, 3)).unwrap();
         assert_eq!(p.meta.epochs.len(), 2);
-        p.apply_control(&ControlOp::Truncate { offset: 9 }).unwrap();
+        p.apply_control(&ControlOp::Truncate {
+            offset: 9,
+            cut_segment: None,
+        })
+        .unwrap();
         assert_eq!(p.meta.next_offset, 9);
         assert_eq!(p.runs.len(), 2);
         assert_eq!(p.runs[1].next_offset, 9);
@@ -467,7 +482,13 @@ mod tests {
         // Truncating into an offloaded segment is refused.
         p.apply_control(&ControlOp::Offloaded { base_offset: 0 })
             .unwrap();
-        assert!(p.validate(&ControlOp::Truncate { offset: 3 }).is_err());
+        assert!(
+            p.validate(&ControlOp::Truncate {
+                offset: 3,
+                cut_segment: None
+            })
+            .is_err()
+        );
     }
 
     #[test]
