@@ -1,0 +1,600 @@
+//! The broker: topics, produce, read, group offsets.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use strata_api::{ApiError, ErrorCode};
+use strata_log::{AppendOptions, Appended, Durability, Log, LogError, Partition, ReadBatches};
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+use tracing::{info, warn};
+
+use crate::config::BrokerConfig;
+use crate::errors::{from_log, out_of_range};
+use crate::metadata::{GroupOffset, LocalMetadataStore, MetadataStore, TopicMeta};
+use crate::names::{validate_group, validate_tenant, validate_topic};
+use crate::partitioner::partition_for_key;
+use crate::{metrics, records, retention};
+
+mod topics;
+
+pub(crate) use topics::partition_key;
+use topics::reconcile;
+
+pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+/// When a produce is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Acks {
+    /// After the records are durable on disk (the default).
+    #[default]
+    Fsync,
+    /// After the records are written to the OS.
+    Write,
+}
+
+/// A record to produce.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProduceRecord {
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    /// Header keys are UTF-8 strings, as in Kafka.
+    pub headers: Vec<(String, Bytes)>,
+    /// Defaults to the time of the append.
+    pub timestamp_ms: Option<i64>,
+    /// Defaults to the key's partition (murmur2), or a spread partition for unkeyed records.
+    pub partition: Option<u32>,
+}
+
+/// Offsets assigned to an atomic append to one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendResult {
+    pub partition: u32,
+    pub base_offset: u64,
+    /// One past the last offset appended.
+    pub next_offset: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadStart {
+    Offset(u64),
+    /// The first record at or after this time.
+    Timestamp(i64),
+    /// The last N records.
+    Tail(u64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadRequest {
+    pub start: ReadStart,
+    /// `None`: the broker's default.
+    pub max_records: Option<u32>,
+    pub max_bytes: Option<u64>,
+    /// Wait up to this long for a record when there is none yet (long poll).
+    pub wait: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumedRecord {
+    pub offset: u64,
+    pub timestamp_ms: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<(String, Bytes)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadResult {
+    pub records: Vec<ConsumedRecord>,
+    /// The offset to read next.
+    pub next_offset: u64,
+    /// The partition's end offset (everything below it is readable).
+    pub high_watermark: u64,
+    pub start_offset: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionDescription {
+    pub partition: u32,
+    pub start_offset: u64,
+    pub end_offset: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicDescription {
+    pub topic: TopicMeta,
+    pub partitions: Vec<PartitionDescription>,
+}
+
+/// Most records one read returns, whatever the request asks.
+const MAX_READ_RECORDS: u32 = 10_000;
+/// How long shutdown waits for a retention pass in progress before abandoning it.
+const RETENTION_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A broker over one local write-ahead log and one metadata store.
+pub struct Broker {
+    config: BrokerConfig,
+    log: Arc<Log>,
+    meta: Arc<dyn MetadataStore>,
+    /// Serializes topic creation, alteration and deletion: each spans the
+    /// metadata and the log, and must not interleave with another on the same topic.
+    admin: tokio::sync::Mutex<()>,
+    /// Largest topic id handed out: ids only grow, so a recreated topic never
+    /// meets its predecessor's partitions.
+    last_topic_id: Mutex<u64>,
+    /// Per topic id: the next partition for unkeyed records (round robin per request).
+    spread: Mutex<HashMap<u64, u32>>,
+    /// Stops the retention task.
+    retention: Mutex<Option<(watch::Sender<bool>, JoinHandle<()>)>>,
+}
+
+/// Wall-clock milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+fn durability(acks: Acks) -> Durability {
+    match acks {
+        Acks::Fsync => Durability::Fsync,
+        Acks::Write => Durability::Write,
+    }
+}
+
+fn tenant_not_found(tenant: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::TenantNotFound,
+        format!("tenant {tenant:?} does not exist"),
+    )
+    .with_details(serde_json::json!({ "tenant": tenant }))
+}
+
+fn partition_not_found(topic: &TopicMeta, partition: u32) -> ApiError {
+    ApiError::new(
+        ErrorCode::PartitionNotFound,
+        format!(
+            "partition {partition} does not exist: topic {:?} has partitions 0..{}",
+            topic.name, topic.partitions
+        ),
+    )
+    .with_details(serde_json::json!({
+        "topic": topic.name,
+        "partition": partition,
+        "partitions": topic.partitions,
+    }))
+}
+
+fn internal(what: &str, e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(ErrorCode::Internal, format!("{what}: {e}"))
+}
+
+/// One partition's share of a produce: the partition, the request positions
+/// of its records, its log partition and the batch holding them.
+type AppendJob = (u32, Vec<usize>, Partition, Bytes);
+type AppendDone = (u32, Vec<usize>, std::result::Result<Appended, LogError>);
+
+/// Appends to several partitions at once; each result keeps the partition
+/// and the request positions of its records.
+async fn append_all(jobs: Vec<AppendJob>, options: AppendOptions) -> Result<Vec<AppendDone>> {
+    if jobs.len() == 1 {
+        // The common case needs no task.
+        let mut done = Vec::with_capacity(1);
+        for (partition, indices, p, batch) in jobs {
+            let result = p.append(&batch[..], options).await;
+            done.push((partition, indices, result));
+        }
+        return Ok(done);
+    }
+    let mut tasks = JoinSet::new();
+    for (partition, indices, p, batch) in jobs {
+        tasks.spawn(async move {
+            let result = p.append(&batch[..], options).await;
+            (partition, indices, result)
+        });
+    }
+    let mut done = Vec::new();
+    let mut failure = None;
+    // Every append runs to completion before an error is reported, so the
+    // caller never returns while some of its records are still being written.
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(d) => done.push(d),
+            Err(e) => {
+                failure.get_or_insert(internal("append task failed", e));
+            }
+        }
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(done),
+    }
+}
+
+impl Broker {
+    /// Opens the log and metadata under `config.data_dir` and starts retention.
+    pub async fn open(config: BrokerConfig) -> Result<Arc<Broker>> {
+        config
+            .default_topic
+            .validate(config.max_request_bytes)
+            .map_err(|e| ApiError::new(e.code, format!("default topic config: {}", e.message)))?;
+        let data_dir = config.data_dir.clone();
+        std::fs::create_dir_all(&data_dir).map_err(|e| {
+            internal(
+                &format!("cannot create data directory {}", data_dir.display()),
+                e,
+            )
+        })?;
+
+        let (log_dir, log_config) = (data_dir.join("log"), config.log.clone());
+        let log = tokio::task::spawn_blocking(move || Log::open(log_dir, log_config))
+            .await
+            .map_err(|e| internal("log open task failed", e))?
+            .map_err(from_log)?;
+        let log = Arc::new(log);
+        let meta: Arc<dyn MetadataStore> =
+            Arc::new(LocalMetadataStore::open(data_dir.join("metadata.json"))?);
+        let last_topic_id = reconcile(&log, meta.as_ref()).await?;
+
+        let (stop, stopped) = watch::channel(false);
+        let task = retention::spawn(
+            log.clone(),
+            meta.clone(),
+            config.retention_interval,
+            stopped,
+        );
+        info!(data_dir = %data_dir.display(), "broker opened");
+        Ok(Arc::new(Broker {
+            config,
+            log,
+            meta,
+            admin: tokio::sync::Mutex::new(()),
+            last_topic_id: Mutex::new(last_topic_id),
+            spread: Mutex::new(HashMap::new()),
+            retention: Mutex::new(Some((stop, task))),
+        }))
+    }
+
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    /// Tenants, sorted. `default` always exists.
+    pub async fn list_tenants(&self) -> Result<Vec<String>> {
+        let mut tenants = self.meta.tenants().await?;
+        tenants.sort();
+        Ok(tenants)
+    }
+
+    /// Creates a tenant; creating one that exists is not an error.
+    pub async fn create_tenant(&self, tenant: &str) -> Result<()> {
+        validate_tenant(tenant)?;
+        self.meta.create_tenant(tenant).await
+    }
+
+    /// Fails unless `tenant` is a valid name of an existing tenant.
+    async fn check_tenant(&self, tenant: &str) -> Result<()> {
+        validate_tenant(tenant)?;
+        if self.meta.tenants().await?.iter().any(|t| t == tenant) {
+            Ok(())
+        } else {
+            Err(tenant_not_found(tenant))
+        }
+    }
+
+    /// The topic, after checking both names (invalid names are reported
+    /// before anything is looked up).
+    async fn topic(&self, tenant: &str, name: &str) -> Result<TopicMeta> {
+        validate_tenant(tenant)?;
+        validate_topic(name)?;
+        match self.meta.topic(tenant, name).await? {
+            Some(t) => Ok(t),
+            None => {
+                self.check_tenant(tenant).await?;
+                Err(ApiError::new(
+                    ErrorCode::TopicNotFound,
+                    format!("topic {name:?} does not exist in tenant {tenant:?}"),
+                )
+                .with_details(serde_json::json!({ "tenant": tenant, "topic": name })))
+            }
+        }
+    }
+
+    fn partition(&self, topic: &TopicMeta, partition: u32) -> Result<Partition> {
+        if partition >= topic.partitions {
+            return Err(partition_not_found(topic, partition));
+        }
+        self.log
+            .partition(&partition_key(topic, partition))
+            .map_err(from_log)
+    }
+
+    /// The partition for this request's unkeyed records: one per request so
+    /// they form one batch, rotating across requests so partitions fill evenly.
+    fn spread_partition(&self, topic: &TopicMeta) -> u32 {
+        let mut spread = self.spread.lock();
+        let next = spread.entry(topic.id).or_insert(0);
+        let partition = *next % topic.partitions.max(1);
+        *next = next.wrapping_add(1);
+        partition
+    }
+
+    /// Produces records, each to its own partition; returns `(partition, offset)` per record,
+    /// in request order.
+    ///
+    /// Records of one partition are appended as one batch, all-or-nothing;
+    /// across partitions (as in Kafka) some may be written when another fails.
+    #[tracing::instrument(skip_all, fields(tenant = %tenant, topic = %topic, partition))]
+    pub async fn produce(
+        &self,
+        tenant: &str,
+        topic: &str,
+        records: Vec<ProduceRecord>,
+        acks: Acks,
+    ) -> Result<Vec<(u32, u64)>> {
+        let started = Instant::now();
+        let meta = self.topic(tenant, topic).await?;
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let max_message = u64::try_from(meta.config.max_message_bytes).unwrap_or(0);
+        records::check_sizes(&records, max_message, self.config.max_request_bytes)?;
+
+        // Place every record before anything is written, so a bad partition
+        // number fails the whole request.
+        let mut by_partition: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+        let mut spread = None;
+        for (index, record) in records.iter().enumerate() {
+            let partition = match (record.partition, &record.key) {
+                (Some(p), _) if p >= meta.partitions => return Err(partition_not_found(&meta, p)),
+                (Some(p), _) => p,
+                (None, Some(key)) => partition_for_key(key, meta.partitions),
+                (None, None) => *spread.get_or_insert_with(|| self.spread_partition(&meta)),
+            };
+            by_partition.entry(partition).or_default().push(index);
+        }
+        if by_partition.len() == 1
+            && let Some(&partition) = by_partition.keys().next()
+        {
+            tracing::Span::current().record("partition", partition);
+        }
+        let now = now_ms();
+        let mut jobs = Vec::with_capacity(by_partition.len());
+        for (partition, indices) in by_partition {
+            let batch = records::build_batch(indices.iter().filter_map(|&i| records.get(i)), now)?;
+            jobs.push((partition, indices, self.partition(&meta, partition)?, batch));
+        }
+
+        let options = AppendOptions {
+            durability: Some(durability(acks)),
+            ..AppendOptions::default()
+        };
+        let mut out = vec![(0u32, 0u64); records.len()];
+        for (partition, indices, result) in append_all(jobs, options).await? {
+            let appended = result.map_err(from_log)?;
+            for (position, index) in (0u64..).zip(indices) {
+                if let Some(slot) = out.get_mut(index) {
+                    *slot = (partition, appended.base_offset + position);
+                }
+            }
+        }
+        let bytes = records.iter().map(records::record_size).sum();
+        metrics::produced(tenant, records.len(), bytes, started);
+        Ok(out)
+    }
+
+    /// Appends records to one partition atomically (one batch); with
+    /// `expected_offset`, only if the partition ends there (else `offset_mismatch`
+    /// with the actual end offset in the details).
+    #[tracing::instrument(skip_all, fields(tenant = %tenant, topic = %topic, partition = partition))]
+    pub async fn append(
+        &self,
+        tenant: &str,
+        topic: &str,
+        partition: u32,
+        records: Vec<ProduceRecord>,
+        expected_offset: Option<u64>,
+        acks: Acks,
+    ) -> Result<AppendResult> {
+        let started = Instant::now();
+        let meta = self.topic(tenant, topic).await?;
+        let p = self.partition(&meta, partition)?;
+        let max_message = u64::try_from(meta.config.max_message_bytes).unwrap_or(0);
+        records::check_sizes(&records, max_message, self.config.max_request_bytes)?;
+        let batch = records::build_batch(&records, now_ms())?;
+        let options = AppendOptions {
+            expected_offset,
+            durability: Some(durability(acks)),
+            ..AppendOptions::default()
+        };
+        let appended = p.append(&batch[..], options).await.map_err(from_log)?;
+        let bytes = records.iter().map(records::record_size).sum();
+        metrics::produced(tenant, records.len(), bytes, started);
+        Ok(AppendResult {
+            partition,
+            base_offset: appended.base_offset,
+            next_offset: appended.next_offset,
+        })
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant = %tenant, topic = %topic, partition = partition))]
+    pub async fn read(
+        &self,
+        tenant: &str,
+        topic: &str,
+        partition: u32,
+        request: ReadRequest,
+    ) -> Result<ReadResult> {
+        let meta = self.topic(tenant, topic).await?;
+        let p = self.partition(&meta, partition)?;
+        let offsets = p.offsets();
+        let (start, end) = (offsets.log_start, offsets.end);
+        let offset = match request.start {
+            ReadStart::Offset(o) if o < start || o > end => {
+                return Err(out_of_range(o, start, end));
+            }
+            ReadStart::Offset(o) => o,
+            ReadStart::Timestamp(ts) => match p.offset_for_timestamp(ts).await.map_err(from_log)? {
+                Some(o) => o.max(start),
+                // Nothing that recent yet: read from the end (and wait there).
+                None => p.offsets().end,
+            },
+            ReadStart::Tail(n) => end.saturating_sub(n).max(start),
+        };
+        let max_records = request
+            .max_records
+            .unwrap_or(self.config.default_max_read_records)
+            .clamp(1, MAX_READ_RECORDS) as usize;
+        let max_bytes = request
+            .max_bytes
+            .unwrap_or(self.config.default_max_read_bytes)
+            .max(1);
+        let max_bytes = usize::try_from(max_bytes).unwrap_or(usize::MAX);
+
+        if p.offsets().end <= offset && !request.wait.is_zero() {
+            // Long poll: `wait_for` checks the current end first, so an append
+            // between the check above and the subscription is not missed.
+            let mut end_rx = p.watch_end();
+            let wait = request.wait.min(self.config.max_wait);
+            let _ = tokio::time::timeout(wait, end_rx.wait_for(|&end| end > offset)).await;
+        }
+
+        let read = if p.offsets().end > offset {
+            p.read(offset, max_bytes).await.map_err(from_log)?
+        } else {
+            let now = p.offsets();
+            ReadBatches {
+                chunks: Vec::new(),
+                next_offset: offset,
+                end_offset: now.end,
+                log_start: now.log_start,
+            }
+        };
+        let max_uncompressed = self.log.config().max_uncompressed_batch_bytes;
+        let (records, cut) =
+            records::decode(read.batches(), offset, max_records, max_uncompressed)?;
+        // Whole batches came back; when the record limit cut one short, the
+        // next read starts right after the last record returned.
+        let next_offset = match records.last() {
+            Some(last) if cut => last.offset + 1,
+            _ => read.next_offset.max(offset),
+        };
+        metrics::read(tenant, records.len(), read.len_bytes());
+        Ok(ReadResult {
+            records,
+            next_offset,
+            high_watermark: read.end_offset,
+            start_offset: read.log_start,
+        })
+    }
+
+    /// `(start_offset, end_offset)` of a partition.
+    pub async fn check_tail(
+        &self,
+        tenant: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<(u64, u64)> {
+        let meta = self.topic(tenant, topic).await?;
+        let offsets = self.partition(&meta, partition)?.offsets();
+        Ok((offsets.log_start, offsets.end))
+    }
+
+    /// Follows a partition's end offset; wakes tailing readers.
+    pub async fn watch_end(
+        &self,
+        tenant: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<tokio::sync::watch::Receiver<u64>> {
+        let meta = self.topic(tenant, topic).await?;
+        Ok(self.partition(&meta, partition)?.watch_end())
+    }
+
+    /// Stores a group's offsets (with their metadata strings). Every topic
+    /// and partition must exist, as Kafka requires.
+    pub async fn commit_offsets(
+        &self,
+        tenant: &str,
+        group: &str,
+        offsets: Vec<GroupOffset>,
+    ) -> Result<()> {
+        validate_tenant(tenant)?;
+        validate_group(group)?;
+        for o in &offsets {
+            validate_topic(&o.topic)?;
+        }
+        self.check_tenant(tenant).await?;
+        let mut topics: HashMap<&str, TopicMeta> = HashMap::new();
+        for o in &offsets {
+            if !topics.contains_key(o.topic.as_str()) {
+                topics.insert(&o.topic, self.topic(tenant, &o.topic).await?);
+            }
+            if let Some(t) = topics.get(o.topic.as_str())
+                && o.partition >= t.partitions
+            {
+                return Err(partition_not_found(t, o.partition));
+            }
+        }
+        self.meta.commit_offsets(tenant, group, &offsets).await
+    }
+
+    /// A group's committed offsets; `group_not_found` if it never committed.
+    pub async fn fetch_offsets(&self, tenant: &str, group: &str) -> Result<Vec<GroupOffset>> {
+        validate_tenant(tenant)?;
+        validate_group(group)?;
+        self.check_tenant(tenant).await?;
+        self.meta
+            .fetch_offsets(tenant, group)
+            .await?
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::GroupNotFound,
+                    format!("group {group:?} has no committed offsets in tenant {tenant:?}"),
+                )
+                .with_details(serde_json::json!({ "tenant": tenant, "group": group }))
+            })
+    }
+
+    /// Stops retention and closes the log after flushing it.
+    ///
+    /// Later calls fail with `unavailable`. The data directory stays locked
+    /// until the broker is dropped.
+    pub async fn shutdown(&self) {
+        let retention = self.retention.lock().take();
+        if let Some((stop, mut task)) = retention {
+            let _ = stop.send(true);
+            if tokio::time::timeout(RETENTION_STOP_TIMEOUT, &mut task)
+                .await
+                .is_err()
+            {
+                warn!("retention pass did not stop in time; abandoning it");
+                task.abort();
+            }
+        }
+        let log = self.log.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || log.close()).await {
+            warn!(error = %e, "closing the log failed");
+        }
+        info!("broker shut down");
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        // Without shutdown, the retention task would keep the log open.
+        if let Some((stop, task)) = self.retention.get_mut().take() {
+            let _ = stop.send(true);
+            task.abort();
+        }
+    }
+}

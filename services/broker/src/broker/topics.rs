@@ -1,0 +1,295 @@
+//! Topics: creation, alteration, deletion, and keeping the log in step with the metadata.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use strata_api::{ApiError, ErrorCode};
+use strata_log::{Log, LogError, SegmentConfig};
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use super::{Broker, PartitionDescription, Result, TopicDescription, internal, now_micros, now_ms};
+use crate::config::TopicConfigPatch;
+use crate::errors::from_log;
+use crate::metadata::{MetadataStore, TopicMeta};
+use crate::names::{validate_tenant, validate_topic};
+
+/// Most partitions a topic may have.
+const MAX_PARTITIONS: u32 = 10_000;
+
+/// The log partition holding a topic partition. The id keeps a deleted
+/// topic's partitions apart from those of a new topic of the same name.
+pub(crate) fn partition_key(topic: &TopicMeta, partition: u32) -> String {
+    format!("{}/{}/{}/{}", topic.tenant, topic.name, topic.id, partition)
+}
+
+/// Whether a log partition key has the shape [`partition_key`] makes.
+fn is_topic_partition_key(key: &str) -> bool {
+    let parts: Vec<&str> = key.split('/').collect();
+    matches!(parts.as_slice(), [tenant, topic, id, partition]
+        if validate_tenant(tenant).is_ok()
+            && validate_topic(topic).is_ok()
+            && id.parse::<u64>().is_ok()
+            && partition.parse::<u32>().is_ok())
+}
+
+/// Creates log partitions concurrently (each is a durable journal write, and
+/// a topic may have thousands). On failure, the ones created are deleted again.
+async fn create_partitions(log: &Arc<Log>, keys: Vec<String>, config: SegmentConfig) -> Result<()> {
+    let mut tasks = JoinSet::new();
+    for key in keys {
+        let log = log.clone();
+        tasks.spawn(async move {
+            let result = log.create_partition(&key, Some(config)).await.map(|_| ());
+            (key, result)
+        });
+    }
+    let mut created = Vec::new();
+    let mut failure = None;
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((key, Ok(()))) => created.push(key),
+            Ok((key, Err(e))) => {
+                warn!(key, error = %e, "cannot create log partition");
+                failure.get_or_insert(from_log(e));
+            }
+            Err(e) => {
+                failure.get_or_insert(internal("partition creation task failed", e));
+            }
+        }
+    }
+    match failure {
+        None => Ok(()),
+        Some(e) => {
+            delete_partitions(log, created).await;
+            Err(e)
+        }
+    }
+}
+
+/// Deletes log partitions concurrently; ones already gone are fine, other
+/// failures are logged (the next open's reconciliation retries them).
+async fn delete_partitions(log: &Arc<Log>, keys: Vec<String>) {
+    let mut tasks = JoinSet::new();
+    for key in keys {
+        let log = log.clone();
+        tasks.spawn(async move {
+            match log.delete_partition(&key).await {
+                Ok(()) | Err(LogError::UnknownPartition(_)) => {}
+                Err(e) => warn!(key, error = %e, "cannot delete log partition"),
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Makes the log hold exactly the partitions the metadata names: a crash
+/// between the metadata change and the log change of a topic creation or
+/// deletion leaves one side behind.
+pub(super) async fn reconcile(log: &Arc<Log>, meta: &dyn MetadataStore) -> Result<u64> {
+    let mut expected = HashSet::new();
+    let mut last_id = 0;
+    for tenant in meta.tenants().await? {
+        for topic in meta.topics(&tenant).await? {
+            last_id = last_id.max(topic.id);
+            let config = topic.config.segment_config();
+            let mut missing = Vec::new();
+            for partition in 0..topic.partitions {
+                let key = partition_key(&topic, partition);
+                match log.partition(&key) {
+                    Ok(p) if p.segment_config() != config => {
+                        p.set_segment_config(config).await.map_err(from_log)?;
+                    }
+                    Ok(_) => {}
+                    Err(_) => missing.push(key.clone()),
+                }
+                expected.insert(key);
+            }
+            if !missing.is_empty() {
+                info!(
+                    tenant,
+                    topic = topic.name,
+                    count = missing.len(),
+                    "creating missing log partitions"
+                );
+                create_partitions(log, missing, config).await?;
+            }
+        }
+    }
+    let orphans: Vec<String> = log
+        .partition_keys()
+        .into_iter()
+        .filter(|k| !expected.contains(k) && is_topic_partition_key(k))
+        .collect();
+    if !orphans.is_empty() {
+        info!(
+            count = orphans.len(),
+            "deleting log partitions of deleted topics"
+        );
+        delete_partitions(log, orphans).await;
+    }
+    Ok(last_id)
+}
+
+impl Broker {
+    /// A new topic id: wall-clock microseconds, always above every id handed
+    /// out before, so a recreated topic never meets its predecessor's partitions.
+    fn next_topic_id(&self) -> u64 {
+        let mut last = self.last_topic_id.lock();
+        *last = now_micros().max(last.saturating_add(1));
+        *last
+    }
+
+    pub async fn create_topic(
+        &self,
+        tenant: &str,
+        name: &str,
+        partitions: u32,
+        config: TopicConfigPatch,
+    ) -> Result<TopicMeta> {
+        validate_tenant(tenant)?;
+        validate_topic(name)?;
+        if !(1..=MAX_PARTITIONS).contains(&partitions) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidPartitions,
+                format!("a topic has 1 to {MAX_PARTITIONS} partitions, not {partitions}"),
+            )
+            .with_details(
+                serde_json::json!({ "partitions": partitions, "max_partitions": MAX_PARTITIONS }),
+            ));
+        }
+        let topic_config = self.config.default_topic.patched(&config);
+        topic_config.validate(self.config.max_request_bytes)?;
+        self.check_tenant(tenant).await?;
+
+        let _admin = self.admin.lock().await;
+        if self.meta.topic(tenant, name).await?.is_some() {
+            return Err(ApiError::new(
+                ErrorCode::TopicAlreadyExists,
+                format!("topic {name:?} already exists in tenant {tenant:?}"),
+            )
+            .with_details(serde_json::json!({ "tenant": tenant, "topic": name })));
+        }
+        let topic = TopicMeta {
+            tenant: tenant.to_string(),
+            name: name.to_string(),
+            id: self.next_topic_id(),
+            partitions,
+            config: topic_config,
+            created_ms: now_ms(),
+        };
+        // Log first: a topic is visible only once it can take records. A
+        // crash in between leaves orphan partitions, which open deletes.
+        let keys: Vec<String> = (0..partitions).map(|p| partition_key(&topic, p)).collect();
+        create_partitions(&self.log, keys.clone(), topic_config.segment_config()).await?;
+        if let Err(e) = self.meta.create_topic(topic.clone()).await {
+            delete_partitions(&self.log, keys).await;
+            return Err(e);
+        }
+        info!(
+            tenant,
+            topic = name,
+            id = topic.id,
+            partitions,
+            "topic created"
+        );
+        Ok(topic)
+    }
+
+    pub async fn list_topics(&self, tenant: &str) -> Result<Vec<TopicMeta>> {
+        self.check_tenant(tenant).await?;
+        let mut topics = self.meta.topics(tenant).await?;
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(topics)
+    }
+
+    pub async fn describe_topic(&self, tenant: &str, name: &str) -> Result<TopicDescription> {
+        let topic = self.topic(tenant, name).await?;
+        let partitions = (0..topic.partitions)
+            .map(|partition| {
+                let offsets = self.partition(&topic, partition)?.offsets();
+                Ok(PartitionDescription {
+                    partition,
+                    start_offset: offsets.log_start,
+                    end_offset: offsets.end,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(TopicDescription { topic, partitions })
+    }
+
+    pub async fn alter_topic(
+        &self,
+        tenant: &str,
+        name: &str,
+        patch: TopicConfigPatch,
+    ) -> Result<TopicMeta> {
+        validate_tenant(tenant)?;
+        validate_topic(name)?;
+        let _admin = self.admin.lock().await;
+        let mut topic = self.topic(tenant, name).await?;
+        let config = topic.config.patched(&patch);
+        config.validate(self.config.max_request_bytes)?;
+        let segment_changed = config.segment_config() != topic.config.segment_config();
+        topic.config = config;
+        // Metadata first: if pushing the segment config to the log fails
+        // midway, the next open finishes it from the metadata.
+        self.meta.update_topic(topic.clone()).await?;
+        if segment_changed {
+            for partition in 0..topic.partitions {
+                self.partition(&topic, partition)?
+                    .set_segment_config(config.segment_config())
+                    .await
+                    .map_err(from_log)?;
+            }
+        }
+        info!(tenant, topic = name, ?config, "topic altered");
+        Ok(topic)
+    }
+
+    pub async fn delete_topic(&self, tenant: &str, name: &str) -> Result<()> {
+        validate_tenant(tenant)?;
+        validate_topic(name)?;
+        let _admin = self.admin.lock().await;
+        let topic = self.topic(tenant, name).await?;
+        // Metadata first: the topic is gone for clients at once; partitions
+        // left behind by a crash are deleted at the next open.
+        self.meta.delete_topic(tenant, name).await?;
+        let keys = (0..topic.partitions)
+            .map(|p| partition_key(&topic, p))
+            .collect();
+        delete_partitions(&self.log, keys).await;
+        self.spread.lock().remove(&topic.id);
+        info!(tenant, topic = name, id = topic.id, "topic deleted");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_keys_round_trip_the_shape_check() {
+        let topic = TopicMeta {
+            tenant: "acme".into(),
+            name: "orders.v1".into(),
+            id: 1_700_000_000_000_000,
+            partitions: 3,
+            config: crate::config::TopicConfig::default(),
+            created_ms: 0,
+        };
+        let key = partition_key(&topic, 2);
+        assert_eq!(key, "acme/orders.v1/1700000000000000/2");
+        assert!(is_topic_partition_key(&key));
+        for other in [
+            "acme/orders",
+            "x/y/z/w",
+            "acme/orders/1/2/3",
+            "Acme/orders/1/2",
+            "__internal",
+        ] {
+            assert!(!is_topic_partition_key(other), "{other}");
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! Broker settings and per-topic configuration.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use strata_api::{ApiError, ErrorCode};
+use strata_log::{LogConfig, SegmentConfig};
+
+/// Settings of a broker. The `strata` binary fills these from flags,
+/// `STRATA_*` variables and the config file.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Where the write-ahead log and the metadata live.
+    pub data_dir: PathBuf,
+    pub log: LogConfig,
+    /// Largest record (key + value + headers) accepted unless a topic says otherwise.
+    pub max_record_bytes: u64,
+    /// Largest produce request accepted, all records together.
+    pub max_request_bytes: u64,
+    /// Topic config used where a topic sets nothing.
+    pub default_topic: TopicConfig,
+    /// How often retention is enforced.
+    pub retention_interval: Duration,
+    /// Largest read response unless the request asks for less.
+    pub default_max_read_bytes: u64,
+    /// Most records in one read response unless the request asks for fewer.
+    pub default_max_read_records: u32,
+    /// Longest a read may wait for new records.
+    pub max_wait: Duration,
+}
+
+impl BrokerConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        BrokerConfig {
+            data_dir: data_dir.into(),
+            log: LogConfig::default(),
+            max_record_bytes: 1024 * 1024,
+            max_request_bytes: 8 * 1024 * 1024,
+            default_topic: TopicConfig::default(),
+            retention_interval: Duration::from_secs(5),
+            default_max_read_bytes: 1024 * 1024,
+            default_max_read_records: 1000,
+            max_wait: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A topic's configuration, with Kafka's names in snake_case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicConfig {
+    /// Records older than this are deleted; -1 keeps them forever. Kafka's default: 7 days.
+    pub retention_ms: i64,
+    /// Per partition: oldest segments are deleted while the partition is larger; -1: no limit.
+    pub retention_bytes: i64,
+    pub segment_bytes: i64,
+    pub segment_ms: i64,
+    /// Largest record accepted (Kafka's `max.message.bytes`).
+    pub max_message_bytes: i64,
+}
+
+impl Default for TopicConfig {
+    fn default() -> Self {
+        TopicConfig {
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            segment_bytes: 64 * 1024 * 1024,
+            segment_ms: 10 * 60 * 1000,
+            max_message_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Changes to a topic's configuration: each `Some` field is set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicConfigPatch {
+    pub retention_ms: Option<i64>,
+    pub retention_bytes: Option<i64>,
+    pub segment_bytes: Option<i64>,
+    pub segment_ms: Option<i64>,
+    pub max_message_bytes: Option<i64>,
+}
+
+/// Smallest segment accepted: Kafka allows 14 bytes, but segments that small
+/// would turn every batch into a segment and every retention pass into churn.
+const MIN_SEGMENT_BYTES: i64 = 1024;
+
+impl TopicConfig {
+    /// This config with every `Some` field of `patch` set.
+    pub(crate) fn patched(mut self, patch: &TopicConfigPatch) -> TopicConfig {
+        let TopicConfigPatch {
+            retention_ms,
+            retention_bytes,
+            segment_bytes,
+            segment_ms,
+            max_message_bytes,
+        } = *patch;
+        self.retention_ms = retention_ms.unwrap_or(self.retention_ms);
+        self.retention_bytes = retention_bytes.unwrap_or(self.retention_bytes);
+        self.segment_bytes = segment_bytes.unwrap_or(self.segment_bytes);
+        self.segment_ms = segment_ms.unwrap_or(self.segment_ms);
+        self.max_message_bytes = max_message_bytes.unwrap_or(self.max_message_bytes);
+        self
+    }
+
+    /// Checks every field; the error names the field, its value and the allowed range.
+    pub(crate) fn validate(&self, max_request_bytes: u64) -> Result<(), ApiError> {
+        let max_message = i64::try_from(max_request_bytes).unwrap_or(i64::MAX);
+        let checks: [(&str, i64, i64, i64); 5] = [
+            ("retention_ms", self.retention_ms, -1, i64::MAX),
+            ("retention_bytes", self.retention_bytes, -1, i64::MAX),
+            (
+                "segment_bytes",
+                self.segment_bytes,
+                MIN_SEGMENT_BYTES,
+                i64::MAX,
+            ),
+            ("segment_ms", self.segment_ms, 1, i64::MAX),
+            ("max_message_bytes", self.max_message_bytes, 1, max_message),
+        ];
+        for (field, value, min, max) in checks {
+            if value < min || value > max {
+                let range = if max == i64::MAX {
+                    format!("at least {min}")
+                } else {
+                    format!("between {min} and {max}")
+                };
+                return Err(ApiError::new(
+                    ErrorCode::InvalidConfig,
+                    format!("invalid topic config: {field} is {value}, it must be {range}"),
+                )
+                .with_details(
+                    serde_json::json!({ "field": field, "value": value, "min": min, "max": max }),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The log's view of this config. `segment_bytes` is validated positive.
+    pub(crate) fn segment_config(&self) -> SegmentConfig {
+        SegmentConfig {
+            segment_bytes: u64::try_from(self.segment_bytes).unwrap_or(u64::MAX),
+            segment_ms: self.segment_ms,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invalid(config: TopicConfig) -> String {
+        match config.validate(8 * 1024 * 1024) {
+            Err(e) if e.code == ErrorCode::InvalidConfig => e.message,
+            other => panic!("expected invalid_config, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        TopicConfig::default().validate(8 * 1024 * 1024).unwrap();
+    }
+
+    #[test]
+    fn patch_sets_only_given_fields() {
+        let patch = TopicConfigPatch {
+            retention_ms: Some(-1),
+            segment_bytes: Some(4096),
+            ..TopicConfigPatch::default()
+        };
+        let c = TopicConfig::default().patched(&patch);
+        assert_eq!(c.retention_ms, -1);
+        assert_eq!(c.segment_bytes, 4096);
+        assert_eq!(c.retention_bytes, TopicConfig::default().retention_bytes);
+        assert_eq!(
+            c.max_message_bytes,
+            TopicConfig::default().max_message_bytes
+        );
+        c.validate(8 * 1024 * 1024).unwrap();
+    }
+
+    #[test]
+    fn out_of_range_values_are_rejected() {
+        let d = TopicConfig::default();
+        assert!(
+            invalid(TopicConfig {
+                retention_ms: -2,
+                ..d
+            })
+            .contains("retention_ms is -2")
+        );
+        assert!(
+            invalid(TopicConfig {
+                retention_bytes: -5,
+                ..d
+            })
+            .contains("retention_bytes")
+        );
+        assert!(
+            invalid(TopicConfig {
+                segment_bytes: 1023,
+                ..d
+            })
+            .contains("at least 1024")
+        );
+        assert!(invalid(TopicConfig { segment_ms: 0, ..d }).contains("segment_ms"));
+        assert!(
+            invalid(TopicConfig {
+                max_message_bytes: 0,
+                ..d
+            })
+            .contains("max_message_bytes")
+        );
+        let too_big = TopicConfig {
+            max_message_bytes: 8 * 1024 * 1024 + 1,
+            ..d
+        };
+        assert!(invalid(too_big).contains("between 1 and 8388608"));
+        TopicConfig {
+            segment_bytes: 1024,
+            retention_bytes: -1,
+            retention_ms: -1,
+            ..d
+        }
+        .validate(8 * 1024 * 1024)
+        .unwrap();
+    }
+
+    #[test]
+    fn segment_config_follows_the_topic() {
+        let c = TopicConfig {
+            segment_bytes: 2048,
+            segment_ms: 60_000,
+            ..TopicConfig::default()
+        };
+        assert_eq!(
+            c.segment_config(),
+            SegmentConfig {
+                segment_bytes: 2048,
+                segment_ms: 60_000
+            }
+        );
+    }
+}

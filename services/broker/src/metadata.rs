@@ -1,0 +1,431 @@
+//! Metadata behind a trait: tenants, topics and their configs, committed
+//! group offsets. [`LocalMetadataStore`] keeps them in a file in the data
+//! directory; the metadata Raft group implements the same trait later.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use strata_api::{ApiError, ErrorCode};
+
+use crate::config::TopicConfig;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMeta {
+    pub tenant: String,
+    pub name: String,
+    /// Distinguishes a topic from an earlier one of the same name.
+    pub id: u64,
+    pub partitions: u32,
+    pub config: TopicConfig,
+    pub created_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupOffset {
+    pub topic: String,
+    pub partition: u32,
+    pub offset: u64,
+    #[serde(default)]
+    pub metadata: String,
+}
+
+#[async_trait]
+pub trait MetadataStore: Send + Sync + 'static {
+    async fn tenants(&self) -> Result<Vec<String>, ApiError>;
+    async fn create_tenant(&self, tenant: &str) -> Result<(), ApiError>;
+    async fn topics(&self, tenant: &str) -> Result<Vec<TopicMeta>, ApiError>;
+    async fn topic(&self, tenant: &str, name: &str) -> Result<Option<TopicMeta>, ApiError>;
+    /// Fails with `topic_already_exists` if the name is taken.
+    async fn create_topic(&self, topic: TopicMeta) -> Result<(), ApiError>;
+    async fn update_topic(&self, topic: TopicMeta) -> Result<(), ApiError>;
+    async fn delete_topic(&self, tenant: &str, name: &str) -> Result<(), ApiError>;
+    async fn commit_offsets(
+        &self,
+        tenant: &str,
+        group: &str,
+        offsets: &[GroupOffset],
+    ) -> Result<(), ApiError>;
+    async fn fetch_offsets(
+        &self,
+        tenant: &str,
+        group: &str,
+    ) -> Result<Option<Vec<GroupOffset>>, ApiError>;
+}
+
+/// The tenant every store has, so a fresh broker is usable at once.
+pub(crate) const DEFAULT_TENANT: &str = "default";
+
+/// Version of the file layout, checked at open so a future layout is not misread.
+const FORMAT_VERSION: u32 = 1;
+
+/// Everything the file holds. Maps are ordered so the file is stable and diffable.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct State {
+    version: u32,
+    tenants: BTreeSet<String>,
+    /// tenant → topic name → topic.
+    topics: BTreeMap<String, BTreeMap<String, TopicMeta>>,
+    /// tenant → group → committed offsets, sorted by (topic, partition).
+    groups: BTreeMap<String, BTreeMap<String, Vec<GroupOffset>>>,
+}
+
+impl State {
+    fn fresh() -> Self {
+        let mut state = State {
+            version: FORMAT_VERSION,
+            ..State::default()
+        };
+        state.tenants.insert(DEFAULT_TENANT.to_string());
+        state
+    }
+}
+
+/// Metadata in `<data dir>/metadata.json`, rewritten atomically on every change.
+pub struct LocalMetadataStore {
+    path: PathBuf,
+    /// Held across the file write so changes reach the disk in the order they apply.
+    state: Mutex<State>,
+}
+
+impl LocalMetadataStore {
+    /// Loads the file at `path`, or starts empty (with the `default` tenant) if there is none.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, ApiError> {
+        let path = path.as_ref().to_path_buf();
+        let state = match std::fs::read(&path) {
+            Ok(bytes) => parse(&path, &bytes)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let state = State::fresh();
+                write_atomically(&path, &state)?;
+                state
+            }
+            Err(e) => return Err(io_error(&path, "read", &e)),
+        };
+        Ok(LocalMetadataStore {
+            path,
+            state: Mutex::new(state),
+        })
+    }
+
+    /// Applies `change` to a copy of the state, persists the copy, and only
+    /// then makes it current: a failed write leaves memory and disk agreeing.
+    fn update<T>(
+        &self,
+        change: impl FnOnce(&mut State) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let mut state = self.state.lock();
+        let mut next = state.clone();
+        let out = change(&mut next)?;
+        write_atomically(&self.path, &next)?;
+        *state = next;
+        Ok(out)
+    }
+}
+
+fn parse(path: &Path, bytes: &[u8]) -> Result<State, ApiError> {
+    let mut state: State = serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::new(
+            ErrorCode::Internal,
+            format!("metadata file {} is corrupt: {e}", path.display()),
+        )
+    })?;
+    if state.version != FORMAT_VERSION {
+        return Err(ApiError::new(
+            ErrorCode::Internal,
+            format!(
+                "metadata file {} has format version {}, this broker reads version {FORMAT_VERSION}",
+                path.display(),
+                state.version
+            ),
+        ));
+    }
+    state.tenants.insert(DEFAULT_TENANT.to_string());
+    Ok(state)
+}
+
+fn io_error(path: &Path, what: &str, e: &std::io::Error) -> ApiError {
+    let code = if e.kind() == std::io::ErrorKind::StorageFull {
+        // The client may retry once space is freed.
+        ErrorCode::Unavailable
+    } else {
+        ErrorCode::Internal
+    };
+    ApiError::new(
+        code,
+        format!("cannot {what} metadata file {}: {e}", path.display()),
+    )
+}
+
+/// Write a temporary file, fsync it, rename it over the old one, fsync the
+/// directory: after a crash the file is either the old or the new version.
+fn write_atomically(path: &Path, state: &State) -> Result<(), ApiError> {
+    let bytes = serde_json::to_vec_pretty(state)
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("cannot encode metadata: {e}")))?;
+    let tmp = path.with_extension("json.tmp");
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        Ok(())
+    };
+    write().map_err(|e| io_error(&tmp, "write", &e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io_error(path, "replace", &e))?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_error(path, "sync the directory of", &e))?;
+    Ok(())
+}
+
+fn tenant_not_found(tenant: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::TenantNotFound,
+        format!("tenant {tenant:?} does not exist"),
+    )
+    .with_details(serde_json::json!({ "tenant": tenant }))
+}
+
+fn topic_not_found(tenant: &str, name: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::TopicNotFound,
+        format!("topic {name:?} does not exist in tenant {tenant:?}"),
+    )
+    .with_details(serde_json::json!({ "tenant": tenant, "topic": name }))
+}
+
+#[async_trait]
+impl MetadataStore for LocalMetadataStore {
+    async fn tenants(&self) -> Result<Vec<String>, ApiError> {
+        Ok(self.state.lock().tenants.iter().cloned().collect())
+    }
+
+    async fn create_tenant(&self, tenant: &str) -> Result<(), ApiError> {
+        if self.state.lock().tenants.contains(tenant) {
+            return Ok(());
+        }
+        self.update(|s| {
+            s.tenants.insert(tenant.to_string());
+            Ok(())
+        })
+    }
+
+    async fn topics(&self, tenant: &str) -> Result<Vec<TopicMeta>, ApiError> {
+        let state = self.state.lock();
+        if !state.tenants.contains(tenant) {
+            return Err(tenant_not_found(tenant));
+        }
+        Ok(state
+            .topics
+            .get(tenant)
+            .map(|t| t.values().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn topic(&self, tenant: &str, name: &str) -> Result<Option<TopicMeta>, ApiError> {
+        let state = self.state.lock();
+        Ok(state.topics.get(tenant).and_then(|t| t.get(name)).cloned())
+    }
+
+    async fn create_topic(&self, topic: TopicMeta) -> Result<(), ApiError> {
+        self.update(|s| {
+            if !s.tenants.contains(&topic.tenant) {
+                return Err(tenant_not_found(&topic.tenant));
+            }
+            let topics = s.topics.entry(topic.tenant.clone()).or_default();
+            if topics.contains_key(&topic.name) {
+                return Err(ApiError::new(
+                    ErrorCode::TopicAlreadyExists,
+                    format!(
+                        "topic {:?} already exists in tenant {:?}",
+                        topic.name, topic.tenant
+                    ),
+                )
+                .with_details(serde_json::json!({ "tenant": topic.tenant, "topic": topic.name })));
+            }
+            topics.insert(topic.name.clone(), topic);
+            Ok(())
+        })
+    }
+
+    async fn update_topic(&self, topic: TopicMeta) -> Result<(), ApiError> {
+        self.update(|s| {
+            let slot = s
+                .topics
+                .get_mut(&topic.tenant)
+                .and_then(|t| t.get_mut(&topic.name))
+                .filter(|t| t.id == topic.id)
+                .ok_or_else(|| topic_not_found(&topic.tenant, &topic.name))?;
+            *slot = topic;
+            Ok(())
+        })
+    }
+
+    async fn delete_topic(&self, tenant: &str, name: &str) -> Result<(), ApiError> {
+        self.update(|s| {
+            s.topics
+                .get_mut(tenant)
+                .and_then(|t| t.remove(name))
+                .ok_or_else(|| topic_not_found(tenant, name))?;
+            // As Kafka: a deleted topic's committed offsets go with it, so a
+            // new topic of the same name does not inherit them.
+            if let Some(groups) = s.groups.get_mut(tenant) {
+                for offsets in groups.values_mut() {
+                    offsets.retain(|o| o.topic != name);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    async fn commit_offsets(
+        &self,
+        tenant: &str,
+        group: &str,
+        offsets: &[GroupOffset],
+    ) -> Result<(), ApiError> {
+        self.update(|s| {
+            if !s.tenants.contains(tenant) {
+                return Err(tenant_not_found(tenant));
+            }
+            let stored = s
+                .groups
+                .entry(tenant.to_string())
+                .or_default()
+                .entry(group.to_string())
+                .or_default();
+            for offset in offsets {
+                match stored.binary_search_by(|o| {
+                    (o.topic.as_str(), o.partition).cmp(&(&offset.topic, offset.partition))
+                }) {
+                    Ok(i) => {
+                        if let Some(slot) = stored.get_mut(i) {
+                            *slot = offset.clone();
+                        }
+                    }
+                    Err(i) => stored.insert(i, offset.clone()),
+                }
+            }
+            Ok(())
+        })
+    }
+
+    async fn fetch_offsets(
+        &self,
+        tenant: &str,
+        group: &str,
+    ) -> Result<Option<Vec<GroupOffset>>, ApiError> {
+        let state = self.state.lock();
+        Ok(state.groups.get(tenant).and_then(|g| g.get(group)).cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topic(tenant: &str, name: &str, id: u64) -> TopicMeta {
+        TopicMeta {
+            tenant: tenant.into(),
+            name: name.into(),
+            id,
+            partitions: 3,
+            config: TopicConfig::default(),
+            created_ms: 1,
+        }
+    }
+
+    fn offset(topic: &str, partition: u32, offset: u64, metadata: &str) -> GroupOffset {
+        GroupOffset {
+            topic: topic.into(),
+            partition,
+            offset,
+            metadata: metadata.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metadata.json");
+        {
+            let store = LocalMetadataStore::open(&path).unwrap();
+            assert_eq!(store.tenants().await.unwrap(), vec!["default"]);
+            store.create_tenant("acme").await.unwrap();
+            store.create_tenant("acme").await.unwrap();
+            store
+                .create_topic(topic("acme", "orders", 7))
+                .await
+                .unwrap();
+            let e = store
+                .create_topic(topic("acme", "orders", 8))
+                .await
+                .unwrap_err();
+            assert_eq!(e.code, ErrorCode::TopicAlreadyExists);
+            let e = store
+                .create_topic(topic("nope", "orders", 8))
+                .await
+                .unwrap_err();
+            assert_eq!(e.code, ErrorCode::TenantNotFound);
+            store
+                .commit_offsets(
+                    "acme",
+                    "g",
+                    &[offset("orders", 1, 5, "m1"), offset("orders", 0, 3, "")],
+                )
+                .await
+                .unwrap();
+            store
+                .commit_offsets("acme", "g", &[offset("orders", 1, 9, "m2")])
+                .await
+                .unwrap();
+        }
+        let store = LocalMetadataStore::open(&path).unwrap();
+        assert_eq!(store.tenants().await.unwrap(), vec!["acme", "default"]);
+        assert_eq!(
+            store.topic("acme", "orders").await.unwrap(),
+            Some(topic("acme", "orders", 7))
+        );
+        assert_eq!(
+            store.fetch_offsets("acme", "g").await.unwrap(),
+            Some(vec![
+                offset("orders", 0, 3, ""),
+                offset("orders", 1, 9, "m2")
+            ])
+        );
+        assert_eq!(store.fetch_offsets("acme", "other").await.unwrap(), None);
+
+        store.delete_topic("acme", "orders").await.unwrap();
+        assert_eq!(store.topic("acme", "orders").await.unwrap(), None);
+        assert_eq!(
+            store.fetch_offsets("acme", "g").await.unwrap(),
+            Some(vec![])
+        );
+        let e = store.delete_topic("acme", "orders").await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::TopicNotFound);
+    }
+
+    #[test]
+    fn corrupt_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metadata.json");
+        std::fs::write(&path, b"{\"version\":1,\"tenants\":[").unwrap();
+        let e = LocalMetadataStore::open(&path).err().unwrap();
+        assert_eq!(e.code, ErrorCode::Internal);
+        assert!(e.message.contains("corrupt"), "{}", e.message);
+
+        std::fs::write(
+            &path,
+            br#"{"version":99,"tenants":[],"topics":{},"groups":{}}"#,
+        )
+        .unwrap();
+        let e = LocalMetadataStore::open(&path).err().unwrap();
+        assert!(e.message.contains("version 99"), "{}", e.message);
+    }
+}

@@ -1,0 +1,70 @@
+//! Prometheus metrics of the broker, per tenant, in the default registry.
+
+use std::sync::LazyLock;
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
+
+fn counter(name: &str, help: &str) -> IntCounterVec {
+    match IntCounterVec::new(Opts::new(name, help), &["tenant"]) {
+        Ok(c) => {
+            let _ = prometheus::default_registry().register(Box::new(c.clone()));
+            c
+        }
+        Err(e) => unreachable!("constant metric options are valid: {e}"),
+    }
+}
+
+pub(crate) static PRODUCED_RECORDS: LazyLock<IntCounterVec> =
+    LazyLock::new(|| counter("strata_broker_produced_records_total", "Records produced."));
+pub(crate) static PRODUCED_BYTES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "strata_broker_produced_bytes_total",
+        "Bytes of records produced (keys, values and headers).",
+    )
+});
+pub(crate) static READ_RECORDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "strata_broker_read_records_total",
+        "Records returned by reads.",
+    )
+});
+pub(crate) static READ_BYTES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "strata_broker_read_bytes_total",
+        "Bytes of record batches read from the log for reads.",
+    )
+});
+pub(crate) static PRODUCE_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    let buckets = prometheus::exponential_buckets(0.000_1, 2.0, 16).unwrap_or_default();
+    let opts = HistogramOpts::new(
+        "strata_broker_produce_seconds",
+        "Latency of produce and append calls, until acknowledged.",
+    )
+    .buckets(buckets);
+    match HistogramVec::new(opts, &["tenant"]) {
+        Ok(h) => {
+            let _ = prometheus::default_registry().register(Box::new(h.clone()));
+            h
+        }
+        Err(e) => unreachable!("constant metric options are valid: {e}"),
+    }
+});
+
+/// Counts a successful produce or append.
+pub(crate) fn produced(tenant: &str, records: usize, bytes: u64, started: std::time::Instant) {
+    PRODUCED_RECORDS
+        .with_label_values(&[tenant])
+        .inc_by(records as u64);
+    PRODUCED_BYTES.with_label_values(&[tenant]).inc_by(bytes);
+    PRODUCE_SECONDS
+        .with_label_values(&[tenant])
+        .observe(started.elapsed().as_secs_f64());
+}
+
+/// Counts a read.
+pub(crate) fn read(tenant: &str, records: usize, bytes: usize) {
+    READ_RECORDS
+        .with_label_values(&[tenant])
+        .inc_by(records as u64);
+    READ_BYTES.with_label_values(&[tenant]).inc_by(bytes as u64);
+}
