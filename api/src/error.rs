@@ -133,19 +133,21 @@ impl ErrorCode {
     pub fn kafka_code(self) -> i16 {
         match self {
             ErrorCode::BadRequest | ErrorCode::UnsupportedMediaType => 42, // INVALID_REQUEST
-            ErrorCode::InvalidName => 17,                                  // INVALID_TOPIC_EXCEPTION
-            ErrorCode::InvalidConfig => 40,                                // INVALID_CONFIG
-            ErrorCode::InvalidPartitions => 37,                            // INVALID_PARTITIONS
-            ErrorCode::InvalidRecord => 87,                                // INVALID_RECORD
-            ErrorCode::TenantNotFound | ErrorCode::TopicNotFound | ErrorCode::PartitionNotFound => 3, // UNKNOWN_TOPIC_OR_PARTITION
-            ErrorCode::GroupNotFound => 69,       // GROUP_ID_NOT_FOUND
-            ErrorCode::TopicAlreadyExists => 36,  // TOPIC_ALREADY_EXISTS
-            ErrorCode::OffsetMismatch => 42,      // INVALID_REQUEST: Kafka has no conditional append
-            ErrorCode::RecordTooLarge => 10,      // MESSAGE_TOO_LARGE
-            ErrorCode::RequestTooLarge => 18,     // RECORD_LIST_TOO_LARGE
-            ErrorCode::OffsetOutOfRange => 1,     // OFFSET_OUT_OF_RANGE
-            ErrorCode::Unavailable => 56,         // KAFKA_STORAGE_ERROR (retriable)
-            ErrorCode::Internal => -1,            // UNKNOWN_SERVER_ERROR
+            ErrorCode::InvalidName => 17,   // INVALID_TOPIC_EXCEPTION
+            ErrorCode::InvalidConfig => 40, // INVALID_CONFIG
+            ErrorCode::InvalidPartitions => 37, // INVALID_PARTITIONS
+            ErrorCode::InvalidRecord => 87, // INVALID_RECORD
+            ErrorCode::TenantNotFound | ErrorCode::TopicNotFound | ErrorCode::PartitionNotFound => {
+                3
+            } // UNKNOWN_TOPIC_OR_PARTITION
+            ErrorCode::GroupNotFound => 69, // GROUP_ID_NOT_FOUND
+            ErrorCode::TopicAlreadyExists => 36, // TOPIC_ALREADY_EXISTS
+            ErrorCode::OffsetMismatch => 42, // INVALID_REQUEST: Kafka has no conditional append
+            ErrorCode::RecordTooLarge => 10, // MESSAGE_TOO_LARGE
+            ErrorCode::RequestTooLarge => 18, // RECORD_LIST_TOO_LARGE
+            ErrorCode::OffsetOutOfRange => 1, // OFFSET_OUT_OF_RANGE
+            ErrorCode::Unavailable => 56,   // KAFKA_STORAGE_ERROR (retriable)
+            ErrorCode::Internal => -1,      // UNKNOWN_SERVER_ERROR
         }
     }
 
@@ -216,7 +218,8 @@ impl From<ApiError> for tonic::Status {
 impl ApiError {
     /// Recovers the Strata error from a gRPC status made by `From<ApiError>`.
     pub fn from_status(status: &tonic::Status) -> ApiError {
-        let decoded: Option<crate::proto::ErrorInfo> = prost::Message::decode(status.details()).ok();
+        let decoded: Option<crate::proto::ErrorInfo> =
+            prost::Message::decode(status.details()).ok();
         match decoded.and_then(|i| ErrorCode::from_name(&i.code).map(|c| (c, i.message))) {
             Some((code, message)) => ApiError::new(code, message),
             None => ApiError::new(ErrorCode::Internal, status.message().to_string()),
@@ -243,7 +246,11 @@ mod tests {
     fn bad_input_is_never_a_server_error() {
         for code in ErrorCode::ALL {
             if code != ErrorCode::Internal && code != ErrorCode::Unavailable {
-                assert!(code.http_status() < 500, "{code} maps to {}", code.http_status());
+                assert!(
+                    code.http_status() < 500,
+                    "{code} maps to {}",
+                    code.http_status()
+                );
             }
         }
     }

@@ -1,0 +1,223 @@
+//! Server settings. Every setting has one name used three ways: a flag
+//! (`--max-record-bytes`), an environment variable (`STRATA_MAX_RECORD_BYTES`)
+//! and a key of the optional TOML config file (`max_record_bytes`). A flag or
+//! variable wins over the file, the file over the default. Unknown file keys
+//! are reported, not fatal, so an older binary still starts with a newer file.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+use strata_broker::BrokerConfig;
+use strata_log::Durability;
+
+/// The address a node listens on unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DurabilityArg {
+    /// Acknowledge after fdatasync (the default).
+    Fsync,
+    /// Acknowledge after the write to the OS; flushed every flush interval.
+    Write,
+}
+
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct ServerArgs {
+    /// Address of the one listener for HTTP and gRPC [default: 127.0.0.1:7070].
+    #[arg(long, env = "STRATA_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for the write-ahead log and metadata [default: ./strata-data].
+    #[arg(long, env = "STRATA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Optional TOML file with any of these settings (keys in snake_case).
+    #[arg(long, env = "STRATA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// When produce requests are acknowledged by default [default: fsync].
+    #[arg(long, env = "STRATA_DURABILITY", value_enum)]
+    pub durability: Option<DurabilityArg>,
+    /// Largest record accepted, in bytes [default: 1048576].
+    #[arg(long, env = "STRATA_MAX_RECORD_BYTES")]
+    pub max_record_bytes: Option<u64>,
+    /// Largest produce request accepted, in bytes [default: 8388608].
+    #[arg(long, env = "STRATA_MAX_REQUEST_BYTES")]
+    pub max_request_bytes: Option<u64>,
+    /// How often retention runs, e.g. `5s` [default: 5s].
+    #[arg(long, env = "STRATA_RETENTION_INTERVAL", value_parser = humantime::parse_duration)]
+    pub retention_interval: Option<Duration>,
+    /// Longest the journal waits to gather more appends into one commit, e.g. `0ms` [default: 0ms].
+    #[arg(long, env = "STRATA_MAX_COMMIT_DELAY", value_parser = humantime::parse_duration)]
+    pub max_commit_delay: Option<Duration>,
+    /// Largest journal commit, in bytes [default: 4194304].
+    #[arg(long, env = "STRATA_MAX_COMMIT_BYTES")]
+    pub max_commit_bytes: Option<usize>,
+    /// Size at which a journal file is closed and the next begun [default: 67108864].
+    #[arg(long, env = "STRATA_JOURNAL_FILE_BYTES")]
+    pub journal_file_bytes: Option<u64>,
+    /// Longest a read may long-poll, e.g. `30s` [default: 30s].
+    #[arg(long, env = "STRATA_MAX_WAIT", value_parser = humantime::parse_duration)]
+    pub max_wait: Option<Duration>,
+}
+
+/// The config file: the same settings, durations as strings like "5s".
+#[derive(Debug, Default, Deserialize)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    durability: Option<DurabilityArg>,
+    max_record_bytes: Option<u64>,
+    max_request_bytes: Option<u64>,
+    retention_interval: Option<String>,
+    max_commit_delay: Option<String>,
+    max_commit_bytes: Option<usize>,
+    journal_file_bytes: Option<u64>,
+    max_wait: Option<String>,
+    #[serde(flatten)]
+    unknown: BTreeMap<String, toml::Value>,
+}
+
+/// Everything a node needs, resolved.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub broker: BrokerConfig,
+}
+
+impl ServerArgs {
+    /// Merges flags and variables over the file over the defaults; returns
+    /// warnings (unknown file keys) to log once logging is up.
+    pub fn resolve(self) -> anyhow::Result<(ServerConfig, Vec<String>)> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                toml::from_str::<FileConfig>(&text)
+                    .with_context(|| format!("invalid config file {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let warnings = file
+            .unknown
+            .keys()
+            .map(|k| format!("unknown config file key {k:?} ignored"))
+            .collect();
+        let duration = |flag: Option<Duration>,
+                        key: &str,
+                        text: &Option<String>|
+         -> anyhow::Result<Option<Duration>> {
+            match (flag, text) {
+                (Some(d), _) => Ok(Some(d)),
+                (None, Some(t)) => humantime::parse_duration(t)
+                    .map(Some)
+                    .with_context(|| format!("config file key {key}: {t:?} is not a duration")),
+                (None, None) => Ok(None),
+            }
+        };
+        let listen = match self.listen.or(file.listen) {
+            Some(a) => a,
+            None => DEFAULT_LISTEN.parse()?,
+        };
+        let data_dir = self
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("strata-data"));
+        let mut broker = BrokerConfig::new(data_dir);
+        if let Some(d) = self.durability.or(file.durability) {
+            broker.log.durability = match d {
+                DurabilityArg::Fsync => Durability::Fsync,
+                DurabilityArg::Write => Durability::Write,
+            };
+        }
+        if let Some(v) = self.max_record_bytes.or(file.max_record_bytes) {
+            broker.max_record_bytes = v;
+            broker.default_topic.max_message_bytes =
+                i64::try_from(v).context("max_record_bytes is too large")?;
+        }
+        if let Some(v) = self.max_request_bytes.or(file.max_request_bytes) {
+            broker.max_request_bytes = v;
+            broker.log.max_batch_bytes =
+                usize::try_from(v).context("max_request_bytes is too large")?;
+        }
+        if let Some(v) = duration(
+            self.retention_interval,
+            "retention_interval",
+            &file.retention_interval,
+        )? {
+            broker.retention_interval = v;
+        }
+        if let Some(v) = duration(
+            self.max_commit_delay,
+            "max_commit_delay",
+            &file.max_commit_delay,
+        )? {
+            broker.log.max_commit_delay = v;
+        }
+        if let Some(v) = self.max_commit_bytes.or(file.max_commit_bytes) {
+            broker.log.max_commit_bytes = v;
+        }
+        if let Some(v) = self.journal_file_bytes.or(file.journal_file_bytes) {
+            broker.log.journal_file_bytes = v;
+        }
+        if let Some(v) = duration(self.max_wait, "max_wait", &file.max_wait)? {
+            broker.max_wait = v;
+        }
+        if broker.max_record_bytes == 0 || broker.max_record_bytes > broker.max_request_bytes {
+            anyhow::bail!("max_record_bytes must be between 1 and max_request_bytes");
+        }
+        Ok((ServerConfig { listen, broker }, warnings))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("strata.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9999\"\nmax_record_bytes = 2048\nretention_interval = \"2s\"\nmystery = 1\n",
+        )
+        .unwrap();
+        let args = ServerArgs {
+            config: Some(path),
+            max_record_bytes: Some(4096),
+            ..ServerArgs::default()
+        };
+        let (config, warnings) = args.resolve().unwrap();
+        assert_eq!(config.listen.port(), 9999);
+        assert_eq!(config.broker.max_record_bytes, 4096);
+        assert_eq!(config.broker.retention_interval, Duration::from_secs(2));
+        assert_eq!(
+            warnings,
+            vec!["unknown config file key \"mystery\" ignored".to_string()]
+        );
+    }
+
+    #[test]
+    fn defaults_apply_without_flags_or_file() {
+        let (config, warnings) = ServerArgs::default().resolve().unwrap();
+        assert_eq!(config.listen, DEFAULT_LISTEN.parse().unwrap());
+        assert_eq!(config.broker.log.durability, Durability::Fsync);
+        assert!(warnings.is_empty());
+    }
+
+    #[test]
+    fn bad_values_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("strata.toml");
+        std::fs::write(&path, "retention_interval = \"soon\"\n").unwrap();
+        let args = ServerArgs {
+            config: Some(path),
+            ..ServerArgs::default()
+        };
+        let err = args.resolve().unwrap_err().to_string();
+        assert!(err.contains("retention_interval"), "{err}");
+    }
+}

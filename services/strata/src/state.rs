@@ -1,0 +1,13 @@
+//! What every HTTP and gRPC handler shares.
+
+use std::sync::Arc;
+
+use strata_broker::Broker;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub broker: Arc<Broker>,
+    /// Cancelled when the server shuts down: long polls, SSE and sessions end.
+    pub shutdown: CancellationToken,
+}
