@@ -5,6 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Tests that need a tool install it here; with CI=true a missing tool fails the test.
+# The README examples (services/strata/tests/readme.rs) use curl.
+if ! command -v curl >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq curl >/dev/null
+fi
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace

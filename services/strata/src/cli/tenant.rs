@@ -1,12 +1,11 @@
-//! `strata tenant`: tenants are managed through the HTTP API only.
-//!
-//! The gRPC API scopes every call to a tenant but has no call to create or
-//! list tenants, and the client speaks only gRPC, so these commands say where
-//! to go instead of failing obscurely.
+//! `strata tenant list|create`.
 
 use clap::Subcommand;
+use serde_json::json;
+use strata_api::proto;
 
-use super::{ClientOpts, server_url};
+use super::output::{Out, Output};
+use super::{ClientOpts, status_error};
 
 #[derive(clap::Args)]
 pub struct TenantArgs {
@@ -18,21 +17,43 @@ pub struct TenantArgs {
 
 #[derive(Subcommand)]
 pub enum TenantCommand {
-    /// List tenants (HTTP API: GET /v1/tenants).
+    /// List tenants.
     List,
-    /// Create a tenant (HTTP API: PUT /v1/tenants/{name}).
+    /// Create a tenant (nothing changes if it exists).
     Create { name: String },
 }
 
 pub async fn run(args: TenantArgs) -> anyhow::Result<()> {
-    let base = server_url(&args.client.server);
-    let base = base.trim_end_matches('/');
-    let (method, path) = match &args.command {
-        TenantCommand::List => ("GET", "/v1/tenants".to_string()),
-        TenantCommand::Create { name } => ("PUT", format!("/v1/tenants/{name}")),
+    let mut client = args.client.connect().await?;
+    let mut out = Out::default();
+    let printed = match args.command {
+        TenantCommand::List => {
+            let tenants = client
+                .list_tenants(proto::ListTenantsRequest {})
+                .await
+                .map_err(status_error)?
+                .into_inner()
+                .tenants;
+            match args.client.output {
+                Output::Json => out.line(json!({ "tenants": tenants })),
+                Output::Human => tenants.iter().try_for_each(|t| out.line(t)),
+            }
+        }
+        TenantCommand::Create { name } => {
+            let created = client
+                .create_tenant(proto::CreateTenantRequest {
+                    tenant: name.clone(),
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner()
+                .created;
+            match args.client.output {
+                Output::Json => out.line(json!({ "tenant": name, "created": created })),
+                Output::Human if created => out.line(format_args!("created tenant {name}")),
+                Output::Human => out.line(format_args!("tenant {name} already exists")),
+            }
+        }
     };
-    anyhow::bail!(
-        "unsupported: the gRPC API has no tenant calls; use the HTTP API: \
-         {method} {path} (curl -X {method} {base}{path})"
-    )
+    Out::finish(printed.and_then(|()| out.flush()))
 }

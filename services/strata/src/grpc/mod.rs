@@ -301,6 +301,33 @@ impl Strata for StrataService {
         Ok(Response::new(stream))
     }
 
+    async fn create_tenant(
+        &self,
+        request: Request<proto::CreateTenantRequest>,
+    ) -> Result<Response<proto::CreateTenantResponse>, Status> {
+        let req = request.into_inner();
+        let span = tracing::info_span!("grpc.create_tenant", tenant = %req.tenant);
+        traced(span, async {
+            let existed = self.broker().list_tenants().await?.contains(&req.tenant);
+            self.broker().create_tenant(&req.tenant).await?;
+            Ok(proto::CreateTenantResponse { created: !existed })
+        })
+        .await
+    }
+
+    async fn list_tenants(
+        &self,
+        _request: Request<proto::ListTenantsRequest>,
+    ) -> Result<Response<proto::ListTenantsResponse>, Status> {
+        let span = tracing::info_span!("grpc.list_tenants");
+        traced(span, async {
+            Ok(proto::ListTenantsResponse {
+                tenants: self.broker().list_tenants().await?,
+            })
+        })
+        .await
+    }
+
     async fn check_tail(
         &self,
         request: Request<proto::CheckTailRequest>,

@@ -18,8 +18,13 @@ pub struct Server {
 impl Server {
     /// Starts a server on an ephemeral port over `data_dir` and waits until it listens.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        Self::start_on("127.0.0.1:0", data_dir, extra)
+    }
+
+    /// Starts a server on `listen` over `data_dir` and waits until it listens.
+    pub fn start_on(listen: &str, data_dir: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(BIN)
-            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["server", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .env("RUST_LOG", "warn")
@@ -40,7 +45,8 @@ impl Server {
             Ok(addr) => addr,
             Err(_) => {
                 let _ = child.kill();
-                panic!("strata server did not report its address within 60 s");
+                let status = child.wait().ok();
+                panic!("strata server on {listen} did not start (exit status {status:?}; its log is above)");
             }
         };
         Server {
