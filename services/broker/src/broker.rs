@@ -509,6 +509,30 @@ impl Broker {
         Ok((offsets.log_start, offsets.end))
     }
 
+    /// Sets the per-partition offset gauges (`strata_partition_start_offset`,
+    /// `strata_partition_end_offset`) from the log; called before a scrape.
+    pub async fn refresh_partition_metrics(&self) -> Result<()> {
+        crate::metrics::PARTITION_START.reset();
+        crate::metrics::PARTITION_END.reset();
+        for tenant in self.meta.tenants().await? {
+            for topic in self.meta.topics(&tenant).await? {
+                for p in 0..topic.partitions {
+                    if let Ok(partition) = self.partition(&topic, p) {
+                        let o = partition.offsets();
+                        let labels = [tenant.as_str(), topic.name.as_str(), &p.to_string()];
+                        crate::metrics::PARTITION_START
+                            .with_label_values(&labels)
+                            .set(o.log_start as i64);
+                        crate::metrics::PARTITION_END
+                            .with_label_values(&labels)
+                            .set(o.end as i64);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Follows a partition's end offset; wakes tailing readers.
     pub async fn watch_end(
         &self,

@@ -2,7 +2,7 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts};
 
 fn counter(name: &str, help: &str) -> IntCounterVec {
     match IntCounterVec::new(Opts::new(name, help), &["tenant"]) {
@@ -68,3 +68,26 @@ pub(crate) fn read(tenant: &str, records: usize, bytes: usize) {
         .inc_by(records as u64);
     READ_BYTES.with_label_values(&[tenant]).inc_by(bytes as u64);
 }
+
+fn partition_gauge(name: &str, help: &str) -> IntGaugeVec {
+    match IntGaugeVec::new(Opts::new(name, help), &["tenant", "topic", "partition"]) {
+        Ok(g) => {
+            let _ = prometheus::default_registry().register(Box::new(g.clone()));
+            g
+        }
+        Err(e) => unreachable!("constant metric options are valid: {e}"),
+    }
+}
+
+pub(crate) static PARTITION_START: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    partition_gauge(
+        "strata_partition_start_offset",
+        "First offset of each partition.",
+    )
+});
+pub(crate) static PARTITION_END: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    partition_gauge(
+        "strata_partition_end_offset",
+        "End offset (next offset) of each partition.",
+    )
+});

@@ -7,6 +7,7 @@ use std::sync::LazyLock;
 use std::time::Instant;
 
 use axum::Json;
+use axum::extract::State;
 use axum::extract::{MatchedPath, Request};
 use axum::http::header;
 use axum::middleware::Next;
@@ -15,6 +16,8 @@ use futures::FutureExt;
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, TextEncoder};
 use serde::{Deserialize, Serialize};
 use strata_api::ErrorCode;
+
+use crate::state::AppState;
 use utoipa::ToSchema;
 
 use super::error::HttpError;
@@ -104,8 +107,11 @@ pub async fn healthz() -> Json<Health> {
     tag = "ops",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"))
 )]
-pub async fn metrics() -> Response {
+pub async fn metrics(State(state): State<AppState>) -> Response {
     LazyLock::force(&METRICS);
+    if let Err(e) = state.broker.refresh_partition_metrics().await {
+        tracing::warn!(error = %e, "cannot refresh partition offset metrics");
+    }
     let encoder = TextEncoder::new();
     let mut buf = Vec::new();
     if let Err(e) = encoder.encode(&prometheus::gather(), &mut buf) {

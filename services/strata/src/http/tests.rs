@@ -657,6 +657,18 @@ async fn health_metrics_and_openapi() {
     let (st, v) = s.get("/healthz").await;
     assert_eq!((st, v), (200, json!({ "status": "ok" })));
     let _ = s.get("/v1/tenants/default/topics/nope").await;
+    s.http
+        .post(s.url("/v1/tenants/default/topics"))
+        .json(&json!({"name": "gauged", "partitions": 2}))
+        .send()
+        .await
+        .unwrap();
+    s.http
+        .post(s.url("/v1/tenants/default/topics/gauged/partitions/1/records"))
+        .json(&json!({"records": [{"value": "a"}, {"value": "b"}]}))
+        .send()
+        .await
+        .unwrap();
     let text = s
         .http
         .get(s.url("/metrics"))
@@ -672,6 +684,13 @@ async fn health_metrics_and_openapi() {
         "{text}"
     );
     assert!(text.contains(r#"status="404""#), "{text}");
+    assert!(
+        text.contains(
+            r#"strata_partition_end_offset{partition="1",tenant="default",topic="gauged"} 2"#
+        ),
+        "{text}"
+    );
+    assert!(text.contains("strata_log_fsync_seconds"), "{text}");
     let (st, v) = s.get("/v1/openapi.json").await;
     assert_eq!(st, 200);
     assert!(
