@@ -8,10 +8,15 @@ use std::path::Path;
 use std::process::Command;
 
 fn readme_blocks() -> Vec<String> {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
-        .expect("read README.md");
-    let start = readme.find("<!-- readme-examples:start -->").expect("examples start marker");
-    let end = readme.find("<!-- readme-examples:end -->").expect("examples end marker");
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .expect("read README.md");
+    let start = readme
+        .find("<!-- readme-examples:start -->")
+        .expect("examples start marker");
+    let end = readme
+        .find("<!-- readme-examples:end -->")
+        .expect("examples end marker");
     readme[start..end]
         .split("```sh\n")
         .skip(1)
@@ -22,13 +27,24 @@ fn readme_blocks() -> Vec<String> {
 #[test]
 fn every_readme_example_runs_as_written() {
     let blocks = readme_blocks();
-    assert!(blocks.len() >= 4, "found only {} example blocks", blocks.len());
+    assert!(
+        blocks.len() >= 4,
+        "found only {} example blocks",
+        blocks.len()
+    );
     let curl = Command::new("curl").arg("--version").output();
-    assert!(curl.is_ok_and(|o| o.status.success()), "curl is needed (scripts/test.sh installs it)");
+    assert!(
+        curl.is_ok_and(|o| o.status.success()),
+        "curl is needed (scripts/test.sh installs it)"
+    );
     let dir = tempfile::tempdir().unwrap();
     let server = common::Server::start_on("127.0.0.1:7070", dir.path(), &[]);
     let bin_dir = Path::new(common::BIN).parent().unwrap();
-    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     for (i, block) in blocks.iter().enumerate() {
         let out = Command::new("bash")
             .args(["-euo", "pipefail", "-c", block])
@@ -43,7 +59,10 @@ fn every_readme_example_runs_as_written() {
             out.status.success(),
             "README example {i} failed:\n{block}\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
         );
-        assert!(!stderr.contains("error:"), "README example {i} printed an error:\n{stderr}");
+        assert!(
+            !stderr.contains("error:"),
+            "README example {i} printed an error:\n{stderr}"
+        );
     }
     // The examples did what they say.
     let (ok, stdout, _) = common::cli(&server, &["consume", "payments", "--from-beginning"], None);

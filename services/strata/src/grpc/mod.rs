@@ -1,6 +1,7 @@
 //! The gRPC API (tonic): `strata.v1.Strata`, with server reflection.
 
 mod convert;
+mod decode_errors;
 mod session;
 
 use std::future::Future;
@@ -50,7 +51,7 @@ pub fn routes(state: AppState) -> Router {
         // Reflection is a convenience for tools like grpcurl; serve the API without it.
         Err(e) => tracing::warn!("gRPC reflection disabled: {e}"),
     }
-    router
+    router.layer(axum::middleware::map_response(decode_errors::map))
 }
 
 fn service_path<S: NamedService>() -> String {

@@ -46,7 +46,9 @@ impl Server {
             Err(_) => {
                 let _ = child.kill();
                 let status = child.wait().ok();
-                panic!("strata server on {listen} did not start (exit status {status:?}; its log is above)");
+                panic!(
+                    "strata server on {listen} did not start (exit status {status:?}; its log is above)"
+                );
             }
         };
         Server {
