@@ -26,7 +26,7 @@ pub async fn map(mut response: Response) -> Response {
     let message = headers
         .get("grpc-message")
         .and_then(|v| v.to_str().ok())
-        .map(|m| percent_decode(m))
+        .map(percent_decode)
         .unwrap_or_default();
     let mapped = match code {
         Some(c) if c == tonic::Code::OutOfRange as i32 && message.contains(TOO_LARGE) => {
