@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use tracing::{info, warn};
 
@@ -34,7 +35,10 @@ use crate::layout::{self, Target, WrittenView};
 use crate::metrics;
 use crate::recovery::create_journal_file;
 use crate::state::{PartitionMeta, PartitionState};
-use crate::syncer::{self, Commit, Event, SyncMsg};
+use crate::syncer::{self, Commit, Event, PartitionEvents, SyncMsg};
+
+/// The commit buffer grows by at least this much when it runs short.
+const COMMIT_BUF_CHUNK: usize = 8 << 20;
 
 /// What recovery hands to the committer.
 pub(crate) struct CommitterStart {
@@ -60,7 +64,11 @@ pub(crate) struct Committer {
     /// Partitions as of commits written but maybe not yet published.
     views: HashMap<u64, WrittenView>,
     next_partition_id: u64,
-    buf: Vec<u8>,
+    /// The commit being built. Commits are split off it and frozen once
+    /// written, so their runs' frames can be shared with the tail cache; it
+    /// is reserved in chunks of [`COMMIT_BUF_CHUNK`], so in the steady state
+    /// a commit allocates nothing.
+    buf: BytesMut,
     /// A non-append request met while gathering a commit, handled right after it.
     pending: Option<Request>,
     last_housekeeping: Instant,
@@ -95,7 +103,7 @@ impl Committer {
             by_id: start.by_id,
             views: HashMap::new(),
             next_partition_id: start.next_partition_id,
-            buf: Vec::with_capacity(1 << 20),
+            buf: BytesMut::with_capacity(COMMIT_BUF_CHUNK),
             pending: None,
             last_housekeeping: Instant::now(),
         }
@@ -203,12 +211,18 @@ impl Committer {
             return;
         }
         self.buf.clear();
+        // Room for the whole commit (frame headers and seal frames included),
+        // so laying it out does not reallocate; a short estimate only costs a copy.
+        let needed: usize = requests.iter().map(|r| r.batches.len() + 256).sum();
+        if self.buf.capacity() < needed {
+            self.buf.reserve(needed.max(COMMIT_BUF_CHUNK));
+        }
         let target = Target {
             seq: self.seq,
             position: self.written,
             now_ms: self.shared.clock.now_ms(),
         };
-        let laid = layout::lay_out_commit(&mut self.buf, &target, &mut requests, &self.views);
+        let mut laid = layout::lay_out_commit(&mut self.buf, &target, &mut requests, &self.views);
         metrics::COMMIT_APPENDS.observe(requests.len() as f64);
         let durable = requests.iter().any(|r| r.durable);
         let written = if self.buf.is_empty() {
@@ -223,6 +237,9 @@ impl Committer {
             .collect();
         match written {
             Ok(()) => {
+                if self.shared.config.tail_cache_bytes > 0 {
+                    attach_frames(&mut laid.events, self.buf.split().freeze(), target.position);
+                }
                 self.views.extend(laid.views);
                 self.footer.extend(laid.footer);
                 let commit = Commit {
@@ -372,6 +389,7 @@ impl Committer {
             }
             (Some(p), ControlOp::Delete) => {
                 p.deleted.store(true, Ordering::Release);
+                p.state.write().tail.clear();
                 self.by_id.remove(&p.id);
                 self.shared.partitions.write().remove(&p.key);
                 self.reclaim_files();
@@ -381,7 +399,7 @@ impl Committer {
                     op,
                     ControlOp::AdvanceStart { .. } | ControlOp::ReleaseLocal { .. }
                 );
-                syncer::publish(vec![(p, vec![Event::Control(op)])]);
+                syncer::publish(&self.shared.tail_cache, vec![(p, vec![Event::Control(op)])]);
                 if reclaims {
                     self.reclaim_files();
                 }
@@ -437,6 +455,7 @@ impl Committer {
         }
         self.write_durably()?;
         syncer::publish(
+            &self.shared.tail_cache,
             due.into_iter()
                 .map(|(p, op)| (p, vec![Event::Control(op)]))
                 .collect(),
@@ -518,6 +537,20 @@ impl Committer {
         Snapshot {
             next_partition_id: self.next_partition_id,
             partitions,
+        }
+    }
+}
+
+/// Gives each run of a written commit the slice of `commit` holding its
+/// frame; `commit` starts at file position `start`.
+fn attach_frames(events: &mut PartitionEvents, commit: bytes::Bytes, start: u64) {
+    for (_, events) in events {
+        for event in events {
+            if let Event::Run(r) = event {
+                let from = (r.run.position - start) as usize;
+                let to = from + r.run.frame_len as usize;
+                r.frame = commit.get(from..to).map(|_| commit.slice(from..to));
+            }
         }
     }
 }

@@ -57,6 +57,15 @@ pub struct LogConfig {
     pub default_segment: SegmentConfig,
     /// How often the committer checks segment ages and reclaimable journal files when idle.
     pub housekeeping_interval: Duration,
+    /// Bytes of recently committed frames kept in memory across all
+    /// partitions (the tail cache), so that reads of the recent tail are
+    /// served without a disk read, a CRC pass or a blocking-thread hop.
+    /// The oldest frames, log-wide, are evicted first; reads of evicted
+    /// data go to disk as before. The frames are slices of the committer's
+    /// write buffers, which are allocated in chunks of several MiB, so a few
+    /// partially cached chunks may stay allocated beyond this budget.
+    /// 0 disables the cache.
+    pub tail_cache_bytes: usize,
 }
 
 impl Default for LogConfig {
@@ -71,6 +80,7 @@ impl Default for LogConfig {
             max_uncompressed_batch_bytes: 64 * 1024 * 1024,
             default_segment: SegmentConfig::default(),
             housekeeping_interval: Duration::from_millis(500),
+            tail_cache_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -142,12 +142,30 @@ pub(crate) enum FrameError {
     Invalid(String),
 }
 
+/// A growable buffer frames are encoded into: a `Vec<u8>`, or the
+/// committer's `BytesMut` (whose commits are frozen and shared with readers).
+pub(crate) trait FrameBuf: std::ops::DerefMut<Target = [u8]> {
+    fn put_bytes(&mut self, bytes: &[u8]);
+}
+
+impl FrameBuf for Vec<u8> {
+    fn put_bytes(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+impl FrameBuf for bytes::BytesMut {
+    fn put_bytes(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
 /// Starts a frame at the end of `buf`; finish it with [`finish_frame`].
-pub(crate) fn begin_frame(buf: &mut Vec<u8>, kind: FrameKind, partition: u64) -> usize {
+pub(crate) fn begin_frame(buf: &mut impl FrameBuf, kind: FrameKind, partition: u64) -> usize {
     let start = buf.len();
-    buf.extend_from_slice(&[0u8; FRAME_HEADER_LEN]);
-    buf.push(kind as u8);
-    buf.extend_from_slice(&partition.to_be_bytes());
+    buf.put_bytes(&[0u8; FRAME_HEADER_LEN]);
+    buf.put_bytes(&[kind as u8]);
+    buf.put_bytes(&partition.to_be_bytes());
     start
 }
 
@@ -173,11 +191,11 @@ pub(crate) fn decode_file_header(buf: &[u8]) -> Result<u64, FrameError> {
     Ok(be_u64(&header[8..]))
 }
 
-pub(crate) fn encode_control(buf: &mut Vec<u8>, partition: u64, op: &ControlOp) {
+pub(crate) fn encode_control(buf: &mut impl FrameBuf, partition: u64, op: &ControlOp) {
     let start = begin_frame(buf, FrameKind::Control, partition);
     // Serializing a plain enum of integers and strings cannot fail.
     let json = serde_json::to_vec(op).unwrap_or_default();
-    buf.extend_from_slice(&json);
+    buf.put_bytes(&json);
     finish_frame(buf, start);
 }
 

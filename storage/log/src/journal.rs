@@ -1,11 +1,11 @@
 //! What the committer thread and the readers share: the journal files, the
 //! partitions, and the queue into the committer.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 
 use bytes::BytesMut;
 use parking_lot::RwLock;
@@ -25,6 +25,9 @@ pub(crate) struct PartitionShared {
     pub deleted: AtomicBool,
     /// The partition's visible end offset, for readers that wait for new data.
     pub end: watch::Sender<u64>,
+    /// Runs that reads fetched from disk (not from the tail cache).
+    #[cfg(test)]
+    pub disk_run_reads: AtomicU64,
 }
 
 impl PartitionShared {
@@ -36,6 +39,8 @@ impl PartitionShared {
             state: RwLock::new(state),
             deleted: AtomicBool::new(false),
             end,
+            #[cfg(test)]
+            disk_run_reads: AtomicU64::new(0),
         })
     }
 
@@ -176,6 +181,73 @@ pub(crate) struct Shared {
     pub positions: Positions,
     /// Why the journal stopped accepting writes, after a failed fdatasync.
     pub failed: parking_lot::Mutex<Option<String>>,
+    pub tail_cache: TailCache,
+}
+
+/// The log-wide bound on frames kept in partitions' tail caches
+/// ([`LogConfig::tail_cache_bytes`]).
+///
+/// Every frame cached is queued here, in publish order, with its length; once
+/// the queued lengths add up to more than the budget, the oldest are evicted
+/// from their partitions, whichever they are. A frame a partition dropped on
+/// its own (truncation, retention, deletion) stays queued, and counted, until
+/// its turn comes, so the bytes the partitions hold never exceed the queued
+/// total, which never exceeds the budget once a publish has finished.
+pub(crate) struct TailCache {
+    budget: usize,
+    next_seq: AtomicU64,
+    queue: parking_lot::Mutex<TailQueue>,
+}
+
+#[derive(Default)]
+struct TailQueue {
+    entries: VecDeque<(Weak<PartitionShared>, u64, usize)>,
+    bytes: usize,
+}
+
+impl TailCache {
+    pub fn new(budget: usize) -> Self {
+        TailCache {
+            budget,
+            next_seq: AtomicU64::new(0),
+            queue: parking_lot::Mutex::new(TailQueue::default()),
+        }
+    }
+
+    /// Whether a frame of `len` bytes may be cached at all; if so, its
+    /// eviction number.
+    pub fn admit(&self, len: usize) -> Option<u64> {
+        (len > 0 && len <= self.budget).then(|| self.next_seq.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Queues frames just cached (`(partition, seq, len)`), then evicts the
+    /// oldest until the total fits the budget. Call it holding no partition lock.
+    pub fn account(&self, cached: Vec<(Weak<PartitionShared>, u64, usize)>) {
+        if cached.is_empty() {
+            return;
+        }
+        let mut victims = Vec::new();
+        {
+            let mut q = self.queue.lock();
+            for entry in cached {
+                q.bytes += entry.2;
+                q.entries.push_back(entry);
+            }
+            while q.bytes > self.budget {
+                let Some(entry) = q.entries.pop_front() else {
+                    break;
+                };
+                q.bytes -= entry.2;
+                victims.push(entry);
+            }
+            crate::metrics::TAIL_CACHE_BYTES.set(q.bytes as i64);
+        }
+        for (partition, seq, _) in victims {
+            if let Some(p) = partition.upgrade() {
+                p.state.write().evict_cached(seq);
+            }
+        }
+    }
 }
 
 impl Shared {

@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use bytes::BytesMut;
+
 use crate::batch::{BatchHeader, set_base_offset, set_partition_leader_epoch};
 use crate::config::SegmentConfig;
 use crate::error::{LogError, Result};
@@ -57,7 +59,7 @@ pub(crate) struct Target {
 }
 
 pub(crate) fn lay_out_commit(
-    buf: &mut Vec<u8>,
+    buf: &mut BytesMut,
     target: &Target,
     requests: &mut [AppendRequest],
     views: &HashMap<u64, WrittenView>,
@@ -128,7 +130,7 @@ struct OpenFrame {
 }
 
 struct PartitionLayout<'a> {
-    buf: &'a mut Vec<u8>,
+    buf: &'a mut BytesMut,
     target: &'a Target,
     id: u64,
     view: WrittenView,
@@ -236,6 +238,8 @@ impl PartitionLayout<'_> {
             append_ms: self.target.now_ms,
             batch_bytes: f.batch_bytes,
             epoch_changes: f.epoch_changes,
+            // Filled in by the committer once the commit is written.
+            frame: None,
         }));
     }
 }

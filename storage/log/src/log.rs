@@ -97,6 +97,7 @@ impl Log {
             .map(|p| (p.key.clone(), p.clone()))
             .collect();
         let (tx, rx) = crossbeam_channel::unbounded();
+        let tail_cache = crate::journal::TailCache::new(config.tail_cache_bytes);
         let shared = Arc::new(Shared {
             config,
             clock,
@@ -105,6 +106,7 @@ impl Log {
             tx,
             positions: Positions::default(),
             failed: parking_lot::Mutex::new(None),
+            tail_cache,
         });
         let start = CommitterStart {
             file: recovered.current,
@@ -427,11 +429,20 @@ impl Partition {
         )
     }
 
+    /// As [`Partition::read_blocking`]. A read the tail cache holds entirely
+    /// (the recent tail, see [`LogConfig::tail_cache_bytes`]) is served right
+    /// here; any other goes to a blocking thread for its disk reads.
     pub async fn read(&self, offset: u64, max_bytes: usize) -> Result<ReadBatches> {
+        let plan = read::plan_read(&self.shared.files, &self.inner, offset, max_bytes, None)?;
+        if plan.in_memory() {
+            return read::execute_read(&self.shared.files, &self.inner, plan);
+        }
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.read_blocking(offset, max_bytes))
-            .await
-            .map_err(|e| LogError::Closed(format!("read task failed: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            read::execute_read(&this.shared.files, &this.inner, plan)
+        })
+        .await
+        .map_err(|e| LogError::Closed(format!("read task failed: {e}")))?
     }
 
     /// The offset of the first record with a timestamp at or after `timestamp_ms`.
@@ -525,4 +536,255 @@ fn lock_dir(dir: &Path) -> Result<File> {
         return Err(LogError::io(&path, e));
     }
     Ok(file)
+}
+
+#[cfg(test)]
+mod tail_cache_tests {
+    use std::sync::atomic::Ordering::Relaxed;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::batch::{BatchBuilder, Compression, decode_records};
+
+    fn batch(values: &[&str]) -> Bytes {
+        let mut b = BatchBuilder::new(Compression::None);
+        for v in values {
+            b.push(
+                None,
+                Some(Bytes::copy_from_slice(v.as_bytes())),
+                vec![],
+                1000,
+            );
+        }
+        b.build().unwrap()
+    }
+
+    fn values(read: &ReadBatches) -> Vec<(i64, String)> {
+        read.batches()
+            .flat_map(|b| decode_records(&b, 1 << 20).unwrap())
+            .map(|r| {
+                (
+                    r.offset,
+                    String::from_utf8(r.value.unwrap().to_vec()).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn disk_reads(p: &Partition) -> u64 {
+        p.inner.disk_run_reads.load(Relaxed)
+    }
+
+    fn cached_bytes(p: &Partition) -> usize {
+        p.inner
+            .state
+            .read()
+            .tail
+            .iter()
+            .map(|c| c.frame.len())
+            .sum()
+    }
+
+    async fn append(p: &Partition, values: &[&str]) -> Appended {
+        p.append(batch(values).as_ref(), AppendOptions::default())
+            .await
+            .unwrap()
+    }
+
+    /// Everything readable, read with small and large limits, as values.
+    async fn read_all(p: &Partition) -> Vec<Vec<(i64, String)>> {
+        let end = p.offsets().end;
+        let mut out = Vec::new();
+        for max_bytes in [1, 1 << 20] {
+            for offset in p.offsets().local_start..=end {
+                out.push(values(&p.read(offset, max_bytes).await.unwrap()));
+                let blocking = p.read_blocking(offset, max_bytes).unwrap();
+                out.push(values(&blocking));
+                let bounded = p.read_up_to_blocking(offset, max_bytes, end.saturating_sub(1));
+                out.push(values(&bounded.unwrap()));
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn tail_reads_come_from_memory_and_match_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), LogConfig::default()).unwrap();
+        let p = log.create_partition("p", None).await.unwrap();
+        let q = log.create_partition("q", None).await.unwrap();
+        append(&p, &["a", "b"]).await;
+        // Two partitions in what is likely one commit: each run gets its own frame.
+        let (x, y) = tokio::join!(append(&p, &["c"]), append(&q, &["x", "y", "z"]));
+        assert_eq!((x.base_offset, y.base_offset), (2, 0));
+        let mut twice = BytesMut::from(batch(&["d"]).as_ref());
+        twice.extend_from_slice(&batch(&["e", "f"]));
+        p.append(twice, AppendOptions::default()).await.unwrap();
+
+        let read = p.read(3, 1 << 20).await.unwrap();
+        assert_eq!(
+            values(&read),
+            vec![(3, "d".into()), (4, "e".into()), (5, "f".into())]
+        );
+        let from_memory = (read_all(&p).await, read_all(&q).await);
+        assert_eq!(
+            (disk_reads(&p), disk_reads(&q)),
+            (0, 0),
+            "served from memory"
+        );
+        assert!(cached_bytes(&p) > 0);
+
+        // After reopening, the cache is empty: the same reads come from disk.
+        drop((p, q));
+        drop(log);
+        let log = Log::open(dir.path(), LogConfig::default()).unwrap();
+        let (p, q) = (log.partition("p").unwrap(), log.partition("q").unwrap());
+        assert_eq!(cached_bytes(&p), 0);
+        let from_disk = (read_all(&p).await, read_all(&q).await);
+        assert!(disk_reads(&p) > 0 && disk_reads(&q) > 0);
+        assert_eq!(from_memory, from_disk);
+    }
+
+    #[tokio::test]
+    async fn eviction_under_a_small_budget_falls_back_to_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let value = "v".repeat(1000);
+        let frame_len = {
+            // One run's frame: the batch plus the frame header and append time.
+            batch(&[&value]).len() + crate::frame::BATCHES_PAYLOAD_START
+        };
+        let config = LogConfig {
+            tail_cache_bytes: 3 * frame_len,
+            ..LogConfig::default()
+        };
+        let log = Log::open(dir.path(), config.clone()).unwrap();
+        let p = log.create_partition("p", None).await.unwrap();
+        let q = log.create_partition("q", None).await.unwrap();
+        for _ in 0..4 {
+            append(&p, &[&value]).await;
+            append(&q, &[&value]).await;
+        }
+        // The budget is log-wide: the three latest frames, whichever partition.
+        assert_eq!(cached_bytes(&p) + cached_bytes(&q), 3 * frame_len);
+        assert_eq!(p.inner.state.read().tail.front().unwrap().base_offset, 3);
+        assert_eq!(q.inner.state.read().tail.front().unwrap().base_offset, 2);
+
+        let last = p.read(3, 1 << 20).await.unwrap();
+        assert_eq!(disk_reads(&p), 0);
+        let first = p.read(0, 1 << 20).await.unwrap();
+        assert_eq!(disk_reads(&p), 3, "runs 0..3 evicted, run 3 cached");
+        assert_eq!(values(&first).len(), 4);
+        assert_eq!(values(&last), vec![(3, value.clone())]);
+
+        let before = (read_all(&p).await, read_all(&q).await);
+        drop((p, q));
+        drop(log);
+        let log = Log::open(dir.path(), config).unwrap();
+        let (p, q) = (log.partition("p").unwrap(), log.partition("q").unwrap());
+        assert_eq!(before, (read_all(&p).await, read_all(&q).await));
+
+        // Disabled: nothing is cached.
+        drop((p, q));
+        drop(log);
+        let config = LogConfig {
+            tail_cache_bytes: 0,
+            ..LogConfig::default()
+        };
+        let log = Log::open(dir.path(), config).unwrap();
+        let p = log.partition("p").unwrap();
+        append(&p, &["w"]).await;
+        assert_eq!(cached_bytes(&p), 0);
+        assert_eq!(
+            values(&p.read(4, 1 << 20).await.unwrap()),
+            vec![(4, "w".into())]
+        );
+        assert_eq!(disk_reads(&p), 1);
+    }
+
+    #[tokio::test]
+    async fn truncation_drops_cached_frames_past_the_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), LogConfig::default()).unwrap();
+        let p = log.create_partition("p", None).await.unwrap();
+        append(&p, &["a"]).await; // run [0, 1)
+        let mut two = BytesMut::from(batch(&["b"]).as_ref());
+        two.extend_from_slice(&batch(&["c", "d"]));
+        p.append(two, AppendOptions::default()).await.unwrap(); // run [1, 4): batches 1, [2, 4)
+        append(&p, &["e"]).await; // run [4, 5)
+        append(&p, &["f"]).await; // run [5, 6)
+        assert_eq!(p.inner.state.read().tail.len(), 4);
+
+        // Cutting inside the second run keeps its frame (the run now ends at 2)
+        // and drops the frames of the runs after it.
+        p.truncate(2).await.unwrap();
+        let bases: Vec<u64> = p
+            .inner
+            .state
+            .read()
+            .tail
+            .iter()
+            .map(|c| c.base_offset)
+            .collect();
+        assert_eq!(bases, vec![0, 1]);
+        let read = p.read(0, 1 << 20).await.unwrap();
+        assert_eq!(values(&read), vec![(0, "a".into()), (1, "b".into())]);
+        assert_eq!(read.next_offset, 2);
+
+        // New data at the cut is what is read, from memory.
+        append(&p, &["X", "Y"]).await;
+        // As on disk, a read stops at the end of a cut run.
+        let read = p.read(1, 1 << 20).await.unwrap();
+        assert_eq!(
+            (values(&read), read.next_offset),
+            (vec![(1, "b".into())], 2)
+        );
+        let read = p.read(2, 1 << 20).await.unwrap();
+        assert_eq!(values(&read), vec![(2, "X".into()), (3, "Y".into())]);
+        assert_eq!(disk_reads(&p), 0);
+        let from_memory = read_all(&p).await;
+
+        // Truncating to the start of a run drops its frame too.
+        p.truncate(1).await.unwrap();
+        let bases: Vec<u64> = p
+            .inner
+            .state
+            .read()
+            .tail
+            .iter()
+            .map(|c| c.base_offset)
+            .collect();
+        assert_eq!(bases, vec![0]);
+        append(&p, &["B"]).await;
+        assert_eq!(
+            values(&p.read(0, 1 << 20).await.unwrap()),
+            vec![(0, "a".into()), (1, "B".into())]
+        );
+        assert_eq!(disk_reads(&p), 0);
+
+        // Retention drops frames below the new start.
+        p.advance_start_offset(1).await.unwrap();
+        p.seal_active_segment().await.unwrap();
+        let bases: Vec<u64> = p
+            .inner
+            .state
+            .read()
+            .tail
+            .iter()
+            .map(|c| c.base_offset)
+            .collect();
+        assert_eq!(bases, vec![1]);
+        let before = read_all(&p).await;
+        assert_eq!(disk_reads(&p), 0);
+
+        // What was served from memory is what the disk holds.
+        drop(p);
+        drop(log);
+        let log = Log::open(dir.path(), LogConfig::default()).unwrap();
+        let p = log.partition("p").unwrap();
+        let after = read_all(&p).await;
+        assert!(disk_reads(&p) > 0);
+        assert_eq!(before, after);
+        drop(from_memory);
+    }
 }

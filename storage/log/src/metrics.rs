@@ -89,3 +89,15 @@ pub(crate) static RECOVERY_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
         prometheus::exponential_buckets(0.001, 4.0, 10).unwrap_or_default(),
     )
 });
+pub(crate) static TAIL_CACHE_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "strata_log_tail_cache_bytes",
+        "Bytes of journal frames accounted to the in-memory tail cache.",
+    )
+});
+pub(crate) static TAIL_CACHE_READS: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "strata_log_tail_cache_reads_total",
+        "Reads served entirely from the in-memory tail cache.",
+    )
+});

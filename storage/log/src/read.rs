@@ -6,6 +6,11 @@
 //! Every frame read is checked (frame CRC-32C, then each batch's own CRC)
 //! before a byte of it is returned: corruption is reported with its place,
 //! never served.
+//!
+//! Runs whose frames are still in the partition's tail cache (the bytes the
+//! committer wrote, see `LogConfig::tail_cache_bytes`) are served from
+//! memory instead, with the same batch selection; a read needing only such
+//! runs does no I/O, so `Partition::read` serves it without a blocking thread.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -63,25 +68,34 @@ struct Planned {
 
 fn plan(files: &Files, runs: impl Iterator<Item = Run>) -> Result<Vec<Planned>> {
     runs.map(|run| {
-        let file = files.get(run.file).ok_or_else(|| {
-            LogError::corrupt(
-                files.path(run.file),
-                run.position,
-                "journal file is missing",
-            )
-        })?;
-        Ok(Planned { run, file })
+        Ok(Planned {
+            run,
+            file: file_of(files, &run)?,
+        })
     })
     .collect()
 }
 
+/// The open journal file holding `run`.
+fn file_of(files: &Files, run: &Run) -> Result<Arc<File>> {
+    files.get(run.file).ok_or_else(|| {
+        LogError::corrupt(
+            files.path(run.file),
+            run.position,
+            "journal file is missing",
+        )
+    })
+}
+
 /// Reads and verifies one run's frame; returns its batches payload.
 fn read_run(files: &Files, partition_id: u64, p: &Planned) -> Result<Bytes> {
-    let run = &p.run;
+    read_run_from(files, partition_id, &p.run, &p.file)
+}
+
+fn read_run_from(files: &Files, partition_id: u64, run: &Run, file: &File) -> Result<Bytes> {
     let corrupt = |reason: String| LogError::corrupt(files.path(run.file), run.position, reason);
     let mut buf = BytesMut::zeroed(run.frame_len as usize);
-    p.file
-        .read_exact_at(&mut buf, run.position)
+    file.read_exact_at(&mut buf, run.position)
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::UnexpectedEof => {
                 corrupt("journal file is shorter than its index says".into())
@@ -113,74 +127,154 @@ fn verified_batches<'a>(
     run: &'a Run,
     payload: &'a Bytes,
 ) -> impl Iterator<Item = Result<(BatchHeader, std::ops::Range<usize>)>> + 'a {
+    walk_batches(files, run, payload, true)
+}
+
+/// Walks the batches of a run's payload; with `verify`, checks each batch's
+/// CRC (bytes read from disk). Frames from the tail cache are the bytes the
+/// committer wrote, checked on append, so only their headers are walked.
+fn walk_batches<'a>(
+    files: &'a Files,
+    run: &'a Run,
+    payload: &'a Bytes,
+    verify: bool,
+) -> impl Iterator<Item = Result<(BatchHeader, std::ops::Range<usize>)>> + 'a {
     batch::batches(payload).map(move |item| {
         let position = run.position + BATCHES_PAYLOAD_START as u64;
         let (h, range) =
             item.map_err(|e| LogError::corrupt(files.path(run.file), position, e.to_string()))?;
-        let bytes = payload.get(range.clone()).unwrap_or_default();
-        batch::verify_batch_crc(bytes).map_err(|e| {
-            LogError::corrupt(
-                files.path(run.file),
-                position + range.start as u64,
-                e.to_string(),
-            )
-        })?;
+        if verify {
+            let bytes = payload.get(range.clone()).unwrap_or_default();
+            batch::verify_batch_crc(bytes).map_err(|e| {
+                LogError::corrupt(
+                    files.path(run.file),
+                    position + range.start as u64,
+                    e.to_string(),
+                )
+            })?;
+        }
         Ok((h, range))
     })
 }
 
-pub(crate) fn read(
+/// Where a planned run's frame comes from.
+pub(crate) enum Source {
+    /// The partition's tail cache: the frame as written.
+    Memory(Bytes),
+    /// The journal file, through a handle cloned under the partition lock.
+    Disk(Arc<File>),
+}
+
+/// A read's runs and bounds, chosen under the partition's read lock; see [`plan_read`].
+pub(crate) struct ReadPlan {
+    offset: u64,
+    max_bytes: usize,
+    max_offset: Option<u64>,
+    end_offset: u64,
+    log_start: u64,
+    runs: Vec<(Run, Source)>,
+}
+
+impl ReadPlan {
+    /// Whether [`execute_read`] can serve it without touching the disk.
+    pub fn in_memory(&self) -> bool {
+        self.runs
+            .iter()
+            .all(|(_, s)| matches!(s, Source::Memory(_)))
+    }
+}
+
+/// Chooses the runs a read of `offset` needs: those from the one holding it
+/// until `max_bytes` (at least one run) or the bound; each from the tail
+/// cache when there, otherwise from disk.
+pub(crate) fn plan_read(
     files: &Files,
     partition: &PartitionShared,
     offset: u64,
     max_bytes: usize,
     max_offset: Option<u64>,
-) -> Result<ReadBatches> {
+) -> Result<ReadPlan> {
     partition.check_live()?;
-    let (planned, end_offset, log_start) = {
-        let state = partition.state.read();
-        let m = &state.meta;
-        let upper = max_offset.map_or(m.next_offset, |o| o.min(m.next_offset));
-        if offset < m.local_start || offset > m.next_offset {
-            return Err(LogError::OffsetOutOfRange {
-                offset,
-                start: m.local_start,
-                end: m.next_offset,
-            });
+    let state = partition.state.read();
+    let m = &state.meta;
+    let upper = max_offset.map_or(m.next_offset, |o| o.min(m.next_offset));
+    if offset < m.local_start || offset > m.next_offset {
+        return Err(LogError::OffsetOutOfRange {
+            offset,
+            start: m.local_start,
+            end: m.next_offset,
+        });
+    }
+    let mut runs = Vec::new();
+    if offset < upper
+        && let Some(first) = state.run_index_for(offset)
+    {
+        let mut total = 0usize;
+        let selected = state.runs.range(first..).take_while(|r| {
+            let take = total == 0 || (total < max_bytes && r.base_offset < upper);
+            total += r.frame_len as usize;
+            take
+        });
+        for run in selected {
+            let source = match state.cached_frame(run) {
+                Some(frame) => Source::Memory(frame),
+                None => Source::Disk(file_of(files, run)?),
+            };
+            runs.push((*run, source));
         }
-        let mut planned = Vec::new();
-        if offset < upper
-            && let Some(first) = state.run_index_for(offset)
-        {
-            let mut total = 0usize;
-            let runs = state.runs.range(first..).take_while(|r| {
-                let take = total == 0 || (total < max_bytes && r.base_offset < upper);
-                total += r.frame_len as usize;
-                take
-            });
-            planned = plan(files, runs.copied())?;
-        }
-        (planned, m.next_offset, m.log_start)
-    };
-    let upper = max_offset.map_or(end_offset, |o| o.min(end_offset));
+    }
+    Ok(ReadPlan {
+        offset,
+        max_bytes,
+        max_offset,
+        end_offset: m.next_offset,
+        log_start: m.log_start,
+        runs,
+    })
+}
+
+/// Serves a planned read: whole batches from the one holding the offset, up
+/// to `max_bytes` (at least one), below the bound. Reads from disk for runs
+/// not in memory, so call it from a blocking thread unless the plan is
+/// [`ReadPlan::in_memory`].
+pub(crate) fn execute_read(
+    files: &Files,
+    partition: &PartitionShared,
+    plan: ReadPlan,
+) -> Result<ReadBatches> {
+    let offset = plan.offset;
+    let max_bytes = plan.max_bytes;
+    let upper = plan
+        .max_offset
+        .map_or(plan.end_offset, |o| o.min(plan.end_offset));
     let mut out = ReadBatches {
         chunks: Vec::new(),
         next_offset: offset,
-        end_offset,
-        log_start,
+        end_offset: plan.end_offset,
+        log_start: plan.log_start,
     };
+    let in_memory = plan.in_memory();
     let mut total = 0usize;
-    'runs: for p in &planned {
-        let payload = read_run(files, partition.id, p)?;
+    'runs: for (run, source) in &plan.runs {
+        let (payload, from_disk) = match source {
+            Source::Memory(frame) => (frame.slice(BATCHES_PAYLOAD_START..), false),
+            Source::Disk(file) => {
+                #[cfg(test)]
+                partition
+                    .disk_run_reads
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                (read_run_from(files, partition.id, run, file)?, true)
+            }
+        };
         let mut chunk: Option<std::ops::Range<usize>> = None;
-        for item in verified_batches(files, &p.run, &payload) {
+        for item in walk_batches(files, run, &payload, from_disk) {
             let (h, range) = item?;
             let (first, next) = (h.base_offset as u64, h.next_offset() as u64);
             if next <= offset {
                 continue;
             }
             // Only whole batches below the bound (the end offset or a high watermark) are served.
-            let past_bound = first >= p.run.next_offset || next > upper;
+            let past_bound = first >= run.next_offset || next > upper;
             if past_bound || (total > 0 && total + range.len() > max_bytes) {
                 if let Some(c) = chunk.take() {
                     out.chunks.push(payload.slice(c));
@@ -196,7 +290,21 @@ pub(crate) fn read(
         }
     }
     metrics::READ_BYTES.inc_by(total as u64);
+    if in_memory && !plan.runs.is_empty() {
+        metrics::TAIL_CACHE_READS.inc();
+    }
     Ok(out)
+}
+
+pub(crate) fn read(
+    files: &Files,
+    partition: &PartitionShared,
+    offset: u64,
+    max_bytes: usize,
+    max_offset: Option<u64>,
+) -> Result<ReadBatches> {
+    let plan = plan_read(files, partition, offset, max_bytes, max_offset)?;
+    execute_read(files, partition, plan)
 }
 
 /// The offset of the first record whose timestamp is at or after `ts`.

@@ -422,6 +422,8 @@ pub(crate) fn run_from_batches(
         append_ms,
         batch_bytes: (frame_len as usize).saturating_sub(BATCHES_PAYLOAD_START) as u64,
         epoch_changes,
+        // Recovered runs are read from disk (and verified) when needed.
+        frame: None,
     })
 }
 

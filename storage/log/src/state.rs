@@ -6,6 +6,7 @@
 
 use std::collections::VecDeque;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::config::SegmentConfig;
@@ -135,12 +136,29 @@ pub(crate) struct AppendedRun {
     pub batch_bytes: u64,
     /// (epoch, first offset) of each batch whose epoch differs from the one before it.
     pub epoch_changes: Vec<EpochStart>,
+    /// The run's whole frame exactly as written to the journal, when the
+    /// committer has it (never for recovered runs): what the tail cache keeps.
+    pub frame: Option<Bytes>,
+}
+
+/// A run's frame kept in memory (the tail cache): the bytes the committer
+/// wrote for it, so reads of the recent tail need no disk read and no CRC pass.
+#[derive(Debug, Clone)]
+pub(crate) struct CachedFrame {
+    pub base_offset: u64,
+    /// Position in the log-wide eviction queue (`journal::TailCache`); increasing.
+    pub seq: u64,
+    pub frame: Bytes,
 }
 
 #[derive(Debug)]
 pub(crate) struct PartitionState {
     pub meta: PartitionMeta,
     pub runs: VecDeque<Run>,
+    /// Frames of some of the latest runs, in run order, each matching a run
+    /// of `runs` by base offset. Trimmed with `runs` (truncation, retention,
+    /// release) and evicted oldest first across the log.
+    pub tail: VecDeque<CachedFrame>,
 }
 
 impl PartitionState {
@@ -148,6 +166,44 @@ impl PartitionState {
         PartitionState {
             meta,
             runs: VecDeque::new(),
+            tail: VecDeque::new(),
+        }
+    }
+
+    /// Keeps the frame of the run just applied (the last one) in memory.
+    pub fn cache_frame(&mut self, seq: u64, frame: Bytes) {
+        if let Some(run) = self.runs.back()
+            && frame.len() == run.frame_len as usize
+            && self
+                .tail
+                .back()
+                .is_none_or(|c| c.base_offset < run.base_offset)
+        {
+            self.tail.push_back(CachedFrame {
+                base_offset: run.base_offset,
+                seq,
+                frame,
+            });
+        }
+    }
+
+    /// The in-memory frame of `run`, if it is cached.
+    pub fn cached_frame(&self, run: &Run) -> Option<Bytes> {
+        let i = self
+            .tail
+            .binary_search_by_key(&run.base_offset, |c| c.base_offset)
+            .ok()?;
+        let c = &self.tail[i];
+        (c.frame.len() == run.frame_len as usize).then(|| c.frame.clone())
+    }
+
+    /// Drops the cached frame with eviction number `seq`, if still here;
+    /// returns its length.
+    pub fn evict_cached(&mut self, seq: u64) -> usize {
+        // Eviction goes oldest first, so this is nearly always the front.
+        match self.tail.iter().position(|c| c.seq == seq) {
+            Some(i) => self.tail.remove(i).map_or(0, |c| c.frame.len()),
+            None => 0,
         }
     }
 
@@ -290,6 +346,11 @@ impl PartitionState {
         while self.runs.back().is_some_and(|r| r.base_offset >= offset) {
             self.runs.pop_back();
         }
+        // A run cut short keeps its frame (as on disk, where its batches past
+        // the cut stay too); reads stop at the run's lowered end.
+        while self.tail.back().is_some_and(|c| c.base_offset >= offset) {
+            self.tail.pop_back();
+        }
         if let Some(last) = self.runs.back_mut() {
             last.next_offset = last.next_offset.min(offset);
         }
@@ -328,6 +389,10 @@ impl PartitionState {
         let start = m.local_start;
         while self.runs.front().is_some_and(|r| r.next_offset <= start) {
             self.runs.pop_front();
+        }
+        let first = self.runs.front().map_or(u64::MAX, |r| r.base_offset);
+        while self.tail.front().is_some_and(|c| c.base_offset < first) {
+            self.tail.pop_front();
         }
         m.segments.retain(|s| !s.sealed || s.end_offset > start);
         match m.segments.last_mut() {
@@ -440,6 +505,7 @@ mod tests {
                 epoch: (base / 10) as i32,
                 start_offset: base,
             }],
+            frame: None,
         }
     }
 

@@ -23,7 +23,7 @@ use tracing::error;
 use crate::config::Durability;
 use crate::error::{LogError, Result};
 use crate::frame::ControlOp;
-use crate::journal::{Appended, PartitionShared, Shared};
+use crate::journal::{Appended, PartitionShared, Shared, TailCache};
 use crate::metrics;
 use crate::state::AppendedRun;
 
@@ -134,7 +134,7 @@ impl Syncer {
         for commit in group {
             match &outcome {
                 Ok(()) => {
-                    publish(commit.events);
+                    publish(&self.shared.tail_cache, commit.events);
                     for (reply, result) in commit.replies {
                         let _ = reply.send(result);
                     }
@@ -186,15 +186,25 @@ impl Syncer {
     }
 }
 
-/// Makes committed changes visible to readers, in journal order.
-pub(crate) fn publish(events: PartitionEvents) {
+/// Makes committed changes visible to readers, in journal order. Frames of
+/// new runs go into their partition's tail cache, within `cache`'s budget.
+pub(crate) fn publish(cache: &TailCache, events: PartitionEvents) {
+    let mut cached = Vec::new();
     for (partition, events) in events {
         let mut state = partition.state.write();
         for event in events {
             let applied = match event {
-                Event::Run(run) => {
+                Event::Run(mut run) => {
                     metrics::APPENDED_BYTES.inc_by(run.batch_bytes);
-                    state.apply_run(run)
+                    let frame = run.frame.take();
+                    let applied = state.apply_run(run);
+                    if let (Ok(()), Some(frame)) = (&applied, frame)
+                        && let Some(seq) = cache.admit(frame.len())
+                    {
+                        cached.push((Arc::downgrade(&partition), seq, frame.len()));
+                        state.cache_frame(seq, frame);
+                    }
+                    applied
                 }
                 Event::Control(op) => state.apply_control(&op),
             };
@@ -205,4 +215,5 @@ pub(crate) fn publish(events: PartitionEvents) {
         }
         partition.end.send_replace(state.meta.next_offset);
     }
+    cache.account(cached);
 }
