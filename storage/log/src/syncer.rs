@@ -12,6 +12,7 @@
 //! writes until it is reopened and recovered.
 
 use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -63,6 +64,8 @@ pub(crate) struct Syncer {
     rx: Receiver<SyncMsg>,
     /// The file and position written but not yet flushed, if any.
     unflushed: Option<(Arc<File>, u64)>,
+    /// The file and position up to which flushed pages were handed back.
+    advised: Option<(Arc<File>, u64)>,
     last_flush: Instant,
 }
 
@@ -72,6 +75,7 @@ impl Syncer {
             shared,
             rx,
             unflushed: None,
+            advised: None,
             last_flush: Instant::now(),
         }
     }
@@ -182,7 +186,38 @@ impl Syncer {
         }
         self.last_flush = Instant::now();
         self.shared.positions.flushed.store(end, Ordering::Release);
+        if self.shared.config.drop_flushed_pages {
+            self.drop_pages(&file, end);
+        }
         Ok(())
+    }
+
+    /// Tells the kernel it may drop the page-cache pages of the journal just
+    /// made durable (they are clean now). The tail cache serves recent reads
+    /// from memory already; without this the page cache keeps growing into
+    /// memory never touched before, which on a VM costs a host page fault per
+    /// page and halves write throughput, while dropped pages are reused warm.
+    fn drop_pages(&mut self, file: &Arc<File>, end: u64) {
+        let from = match &self.advised {
+            Some((f, at)) if Arc::ptr_eq(f, file) => *at,
+            _ => 0,
+        };
+        if end > from {
+            let len = (end - from) as libc::off_t;
+            // SAFETY: an advisory call on a file descriptor we own; no memory is involved.
+            let rc = unsafe {
+                libc::posix_fadvise(
+                    file.as_raw_fd(),
+                    from as libc::off_t,
+                    len,
+                    libc::POSIX_FADV_DONTNEED,
+                )
+            };
+            if rc != 0 {
+                tracing::debug!(rc, "posix_fadvise(DONTNEED) on the journal failed");
+            }
+        }
+        self.advised = Some((file.clone(), end));
     }
 }
 
