@@ -149,9 +149,25 @@ fn durable_append(c: &mut Criterion) {
 }
 
 fn read_throughput(c: &mut Criterion) {
+    // From the tail cache (the default: recent data stays in memory), and
+    // with the cache off (every read a verified pread of the journal).
+    for (name, tail_cache_bytes) in [
+        ("tail_cache", LogConfig::default().tail_cache_bytes),
+        ("journal", 0),
+    ] {
+        read_case(c, name, tail_cache_bytes);
+    }
+}
+
+fn read_case(c: &mut Criterion, name: &str, tail_cache_bytes: usize) {
     let rt = runtime();
     let dir = bench_dir();
-    let log = Log::open(dir.path(), LogConfig::default()).expect("open");
+    let config = LogConfig {
+        tail_cache_bytes,
+        drop_flushed_pages: false,
+        ..LogConfig::default()
+    };
+    let log = Log::open(dir.path(), config).expect("open");
     let parts = Arc::new(rt.block_on(open_partitions(&log, 16)));
     let batch = make_batch(RECORDS_PER_BATCH);
     // 16 partitions x 4 MiB each.
@@ -160,18 +176,21 @@ fn read_throughput(c: &mut Criterion) {
     let mut group = c.benchmark_group("read_1KiB");
     group.sample_size(10);
     group.throughput(Throughput::Bytes(bytes_per_partition * parts.len() as u64));
-    group.bench_function("sequential_16_partitions_1MiB_reads", |b| {
-        b.iter(|| {
-            for p in parts.iter() {
-                let end = p.offsets().end;
-                let mut next = 0;
-                while next < end {
-                    let r = p.read_blocking(next, 1 << 20).expect("read");
-                    next = r.next_offset;
+    group.bench_function(
+        format!("sequential_16_partitions_1MiB_reads_from_{name}"),
+        |b| {
+            b.iter(|| {
+                for p in parts.iter() {
+                    let end = p.offsets().end;
+                    let mut next = 0;
+                    while next < end {
+                        let r = p.read_blocking(next, 1 << 20).expect("read");
+                        next = r.next_offset;
+                    }
                 }
-            }
-        })
-    });
+            })
+        },
+    );
     group.finish();
 }
 

@@ -36,6 +36,9 @@ pub(crate) enum Event {
 
 pub(crate) type PartitionEvents = Vec<(Arc<PartitionShared>, Vec<Event>)>;
 
+/// Flushed journal bytes handed back to the kernel at a time.
+const DROP_PAGES_STEP: u64 = 4 << 20;
+
 /// One written commit on its way to durability.
 pub(crate) struct Commit {
     pub file: Arc<File>,
@@ -202,7 +205,12 @@ impl Syncer {
             Some((f, at)) if Arc::ptr_eq(f, file) => *at,
             _ => 0,
         };
-        if end > from {
+        // In steps of at least 4 MiB: one call per small commit would cost
+        // more than the pages it frees.
+        if end < from + DROP_PAGES_STEP {
+            return;
+        }
+        {
             let len = (end - from) as libc::off_t;
             // SAFETY: an advisory call on a file descriptor we own; no memory is involved.
             let rc = unsafe {
