@@ -19,7 +19,9 @@ use crate::names::{validate_group, validate_tenant, validate_topic};
 use crate::partitioner::partition_for_key;
 use crate::{metrics, records, retention};
 
+mod admin;
 mod topics;
+mod wire;
 
 pub(crate) use topics::partition_key;
 use topics::reconcile;

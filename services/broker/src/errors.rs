@@ -5,7 +5,7 @@ use strata_api::{ApiError, ErrorCode};
 use strata_log::LogError;
 
 /// Maps a log error to the code a client can act on.
-pub(crate) fn from_log(e: LogError) -> ApiError {
+pub fn from_log(e: LogError) -> ApiError {
     match e {
         LogError::DiskFull => ApiError::new(ErrorCode::Unavailable, e.to_string()),
         LogError::Closed(_) => ApiError::new(ErrorCode::Unavailable, e.to_string()),

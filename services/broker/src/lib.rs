@@ -28,5 +28,6 @@ pub use broker::{
 };
 pub use config::{BrokerConfig, TopicConfig, TopicConfigPatch};
 pub use metadata::{GroupOffset, LocalMetadataStore, MetadataStore, TopicMeta};
+pub use errors::from_log as api_error_from_log;
 pub use names::{validate_group, validate_tenant, validate_topic};
 pub use partitioner::{kafka_murmur2, partition_for_key};

@@ -12,10 +12,13 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Deserialize;
 use strata_broker::BrokerConfig;
+use strata_kafka::KafkaConfig;
 use strata_log::Durability;
 
 /// The address a node listens on unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
+/// The Kafka listener's address unless told otherwise (Kafka's port).
+pub const DEFAULT_KAFKA_LISTEN: &str = "127.0.0.1:9092";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -61,6 +64,28 @@ pub struct ServerArgs {
     /// Longest a read may long-poll, e.g. `30s` [default: 30s].
     #[arg(long, env = "STRATA_MAX_WAIT", value_parser = humantime::parse_duration)]
     pub max_wait: Option<Duration>,
+    /// Address of the Kafka wire-protocol listener, or `off` [default: 127.0.0.1:9092].
+    #[arg(long, env = "STRATA_KAFKA_LISTEN")]
+    pub kafka_listen: Option<String>,
+    /// Host Kafka clients are told to connect to [default: the listener's host].
+    #[arg(long, env = "STRATA_KAFKA_ADVERTISED_HOST")]
+    pub kafka_advertised_host: Option<String>,
+    /// Port Kafka clients are told to connect to [default: the listener's port].
+    #[arg(long, env = "STRATA_KAFKA_ADVERTISED_PORT")]
+    pub kafka_advertised_port: Option<u16>,
+    /// Whether Kafka Metadata requests create missing topics [default: true].
+    #[arg(long, env = "STRATA_KAFKA_AUTO_CREATE_TOPICS")]
+    pub kafka_auto_create_topics: Option<bool>,
+    /// Partitions of a topic created over Kafka without a count [default: 1].
+    #[arg(long, env = "STRATA_KAFKA_DEFAULT_PARTITIONS")]
+    pub kafka_default_partitions: Option<u32>,
+    /// How long a new consumer group waits for more members before its first
+    /// assignment, e.g. `3s` [default: 3s].
+    #[arg(long, env = "STRATA_KAFKA_GROUP_INITIAL_REBALANCE_DELAY", value_parser = humantime::parse_duration)]
+    pub kafka_group_initial_rebalance_delay: Option<Duration>,
+    /// Largest Kafka request frame accepted, in bytes [default: 16777216].
+    #[arg(long, env = "STRATA_KAFKA_MAX_FRAME_BYTES")]
+    pub kafka_max_frame_bytes: Option<usize>,
 }
 
 /// The config file: the same settings, durations as strings like "5s".
@@ -76,6 +101,13 @@ struct FileConfig {
     max_commit_bytes: Option<usize>,
     journal_file_bytes: Option<u64>,
     max_wait: Option<String>,
+    kafka_listen: Option<String>,
+    kafka_advertised_host: Option<String>,
+    kafka_advertised_port: Option<u16>,
+    kafka_auto_create_topics: Option<bool>,
+    kafka_default_partitions: Option<u32>,
+    kafka_group_initial_rebalance_delay: Option<String>,
+    kafka_max_frame_bytes: Option<usize>,
     #[serde(flatten)]
     unknown: BTreeMap<String, toml::Value>,
 }
@@ -85,6 +117,16 @@ struct FileConfig {
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub broker: BrokerConfig,
+    /// `None`: no Kafka listener.
+    pub kafka: Option<KafkaSettings>,
+}
+
+/// The Kafka listener: where it listens, and its settings. An advertised
+/// port of 0 means "the port actually bound" (for `--kafka-listen HOST:0`).
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    pub listen: SocketAddr,
+    pub config: KafkaConfig,
 }
 
 impl ServerArgs {
@@ -168,7 +210,56 @@ impl ServerArgs {
         if broker.max_record_bytes == 0 || broker.max_record_bytes > broker.max_request_bytes {
             anyhow::bail!("max_record_bytes must be between 1 and max_request_bytes");
         }
-        Ok((ServerConfig { listen, broker }, warnings))
+        let delay = duration(
+            self.kafka_group_initial_rebalance_delay,
+            "kafka_group_initial_rebalance_delay",
+            &file.kafka_group_initial_rebalance_delay,
+        )?;
+        let kafka_listen = self
+            .kafka_listen
+            .or(file.kafka_listen)
+            .unwrap_or_else(|| DEFAULT_KAFKA_LISTEN.into());
+        let kafka = if kafka_listen == "off" {
+            None
+        } else {
+            let listen: SocketAddr = kafka_listen.parse().with_context(|| {
+                format!("kafka_listen: {kafka_listen:?} is neither HOST:PORT nor \"off\"")
+            })?;
+            let mut config = KafkaConfig {
+                advertised_host: listen.ip().to_string(),
+                advertised_port: listen.port(),
+                ..KafkaConfig::default()
+            };
+            if let Some(h) = self.kafka_advertised_host.or(file.kafka_advertised_host) {
+                config.advertised_host = h;
+            }
+            if let Some(p) = self.kafka_advertised_port.or(file.kafka_advertised_port) {
+                config.advertised_port = p;
+            }
+            if let Some(v) = self.kafka_auto_create_topics.or(file.kafka_auto_create_topics) {
+                config.auto_create_topics = v;
+            }
+            if let Some(v) = self.kafka_default_partitions.or(file.kafka_default_partitions) {
+                anyhow::ensure!(v >= 1, "kafka_default_partitions must be at least 1");
+                config.default_partitions = v;
+            }
+            if let Some(v) = delay {
+                config.group_initial_rebalance_delay = v;
+            }
+            if let Some(v) = self.kafka_max_frame_bytes.or(file.kafka_max_frame_bytes) {
+                anyhow::ensure!(v >= 1024, "kafka_max_frame_bytes must be at least 1024");
+                config.max_frame_bytes = v;
+            }
+            Some(KafkaSettings { listen, config })
+        };
+        Ok((
+            ServerConfig {
+                listen,
+                broker,
+                kafka,
+            },
+            warnings,
+        ))
     }
 }
 

@@ -7,7 +7,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::config::ServerArgs;
+use crate::config::{KafkaSettings, ServerArgs};
 use crate::state::AppState;
 use crate::{grpc, http};
 
@@ -31,6 +31,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let kafka = match config.kafka {
+        Some(settings) => Some(start_kafka(broker.clone(), settings, shutdown.clone()).await?),
+        None => None,
+    };
     // Small responses (acks) must leave at once: Nagle's algorithm against
     // the client's delayed ACKs would add ~40 ms to every pipelined request.
     let listener = listener.tap_io(|tcp| {
@@ -50,9 +54,37 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         })
         .await
         .context("server failed")?;
+    if let Some(kafka) = kafka {
+        let _ = kafka.await;
+    }
     broker.shutdown().await;
     info!("stopped");
     Ok(())
+}
+
+/// Binds the Kafka listener and serves it until `shutdown` is cancelled.
+async fn start_kafka(
+    broker: std::sync::Arc<strata_broker::Broker>,
+    settings: KafkaSettings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen for Kafka clients on {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    let mut config = settings.config;
+    if config.advertised_port == 0 {
+        config.advertised_port = addr.port();
+    }
+    info!(%addr, advertised = %format!("{}:{}", config.advertised_host, config.advertised_port), "strata is serving Kafka");
+    // Printed before the HTTP line, which scripts and tests wait for.
+    println!("strata kafka listening on {addr}");
+    let server = strata_kafka::KafkaServer::new(broker, config);
+    Ok(tokio::spawn(async move {
+        server
+            .serve(listener, async move { shutdown.cancelled().await })
+            .await;
+    }))
 }
 
 async fn wait_for_signal() {

@@ -279,6 +279,25 @@ impl Partition {
         self.submit(batches.into(), mode, options.durability).await
     }
 
+    /// As [`Partition::append`], but the batches are queued for the committer
+    /// before this returns: appends enqueued one after another from one task
+    /// land in that order. The returned future resolves when the append is
+    /// acknowledged (durable, or written, per the durability). A front end
+    /// that answers pipelined requests in order queues each request's append
+    /// in turn and waits for all of them together.
+    pub fn enqueue_append(
+        &self,
+        batches: impl Into<BytesMut>,
+        options: AppendOptions,
+    ) -> Result<impl std::future::Future<Output = Result<Appended>> + Send + 'static> {
+        let mode = AppendMode::Leader {
+            epoch: options.leader_epoch,
+            expected_offset: options.expected_offset,
+        };
+        let rx = self.enqueue(batches.into(), mode, options.durability)?;
+        Ok(await_reply(rx))
+    }
+
     /// Appends batches whose offsets and epochs a leader assigned; they must
     /// continue this partition exactly.
     pub async fn append_replicated(&self, batches: impl Into<BytesMut>) -> Result<Appended> {
@@ -291,6 +310,18 @@ impl Partition {
         mode: AppendMode,
         durability: Option<Durability>,
     ) -> Result<Appended> {
+        let rx = self.enqueue(batches, mode, durability)?;
+        await_reply(rx).await
+    }
+
+    /// Verifies the batches and hands them to the committer; the receiver
+    /// gets the committer's answer.
+    fn enqueue(
+        &self,
+        batches: BytesMut,
+        mode: AppendMode,
+        durability: Option<Durability>,
+    ) -> Result<oneshot::Receiver<Result<Appended>>> {
         self.inner.check_live()?;
         let headers = self.verify(&batches, matches!(mode, AppendMode::Replica))?;
         let durable = durability.unwrap_or(self.shared.config.durability) == Durability::Fsync;
@@ -303,7 +334,7 @@ impl Partition {
             durable,
             reply,
         }))?;
-        await_reply(rx).await
+        Ok(rx)
     }
 
     fn verify(&self, buf: &[u8], replicated: bool) -> Result<Vec<BatchHeader>> {

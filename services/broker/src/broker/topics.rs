@@ -15,7 +15,7 @@ use crate::metadata::{MetadataStore, TopicMeta};
 use crate::names::{validate_tenant, validate_topic};
 
 /// Most partitions a topic may have.
-const MAX_PARTITIONS: u32 = 10_000;
+pub(super) const MAX_PARTITIONS: u32 = 10_000;
 
 /// The log partition holding a topic partition. The id keeps a deleted
 /// topic's partitions apart from those of a new topic of the same name.
@@ -35,7 +35,11 @@ fn is_topic_partition_key(key: &str) -> bool {
 
 /// Creates log partitions concurrently (each is a durable journal write, and
 /// a topic may have thousands). On failure, the ones created are deleted again.
-async fn create_partitions(log: &Arc<Log>, keys: Vec<String>, config: SegmentConfig) -> Result<()> {
+pub(super) async fn create_partitions(
+    log: &Arc<Log>,
+    keys: Vec<String>,
+    config: SegmentConfig,
+) -> Result<()> {
     let mut tasks = JoinSet::new();
     for key in keys {
         let log = log.clone();
@@ -69,7 +73,7 @@ async fn create_partitions(log: &Arc<Log>, keys: Vec<String>, config: SegmentCon
 
 /// Deletes log partitions concurrently; ones already gone are fine, other
 /// failures are logged (the next open's reconciliation retries them).
-async fn delete_partitions(log: &Arc<Log>, keys: Vec<String>) {
+pub(super) async fn delete_partitions(log: &Arc<Log>, keys: Vec<String>) {
     let mut tasks = JoinSet::new();
     for key in keys {
         let log = log.clone();

@@ -12,6 +12,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_strata");
 pub struct Server {
     pub child: Child,
     pub addr: String,
+    /// The Kafka listener's address (`host:port`), unless started with `--kafka-listen off`.
+    pub kafka_addr: Option<String>,
     pub data_dir: PathBuf,
 }
 
@@ -22,10 +24,17 @@ impl Server {
     }
 
     /// Starts a server on `listen` over `data_dir` and waits until it listens.
+    /// The Kafka listener takes an ephemeral port too unless `extra` sets one.
     pub fn start_on(listen: &str, data_dir: &Path, extra: &[&str]) -> Server {
+        let kafka_default: &[&str] = if extra.contains(&"--kafka-listen") {
+            &[]
+        } else {
+            &["--kafka-listen", "127.0.0.1:0"]
+        };
         let mut child = Command::new(BIN)
             .args(["server", "--listen", listen, "--data-dir"])
             .arg(data_dir)
+            .args(kafka_default)
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -35,14 +44,19 @@ impl Server {
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            // The Kafka line, if any, comes before the HTTP line.
+            let mut kafka = None;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("strata kafka listening on ") {
+                    kafka = Some(addr.trim().to_string());
+                }
                 if let Some(addr) = line.strip_prefix("strata listening on http://") {
-                    let _ = tx.send(addr.trim().to_string());
+                    let _ = tx.send((addr.trim().to_string(), kafka.take()));
                 }
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(addr) => addr,
+        let (addr, kafka_addr) = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(addrs) => addrs,
             Err(_) => {
                 let _ = child.kill();
                 let status = child.wait().ok();
@@ -54,6 +68,7 @@ impl Server {
         Server {
             child,
             addr,
+            kafka_addr,
             data_dir: data_dir.to_path_buf(),
         }
     }

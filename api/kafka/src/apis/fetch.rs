@@ -1,0 +1,223 @@
+//! Fetch: stored batches are sent as they are, compressed or not.
+//!
+//! Each partition is read from the requested offset (the first batch may
+//! start before it; clients skip the records they did not ask for), within
+//! the partition's and the response's byte limits, except that the first
+//! batch with data is always sent whole, however large (KIP-74), so a
+//! consumer can never get stuck behind a big batch. With fewer than
+//! `min_bytes` available the request waits, up to `max_wait_ms`, for any of
+//! its partitions to grow (long poll). Fetch sessions (KIP-227) are not
+//! kept: every response is a full one (session id 0), which clients accept.
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures::future::select_all;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use strata_broker::api_error_from_log;
+use strata_log::{Partition, batch};
+
+use crate::context::Shared;
+use crate::errors;
+
+/// One requested partition.
+struct Wanted {
+    index: i32,
+    offset: i64,
+    max_bytes: usize,
+    partition: Result<Partition, i16>,
+}
+
+/// What a partition contributes to the response.
+struct Found {
+    error: i16,
+    high_watermark: i64,
+    log_start: i64,
+    records: Option<Bytes>,
+}
+
+pub(crate) async fn handle(
+    shared: &Shared,
+    tenant: &str,
+    request: FetchRequest,
+    _version: i16,
+) -> FetchResponse {
+    let mut topics: Vec<(TopicName, Vec<Wanted>)> = Vec::with_capacity(request.topics.len());
+    for topic in request.topics {
+        let meta = shared.broker.topic_meta(tenant, topic.topic.as_str()).await;
+        let partitions = topic
+            .partitions
+            .into_iter()
+            .map(|p| Wanted {
+                index: p.partition,
+                offset: p.fetch_offset,
+                max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
+                partition: match &meta {
+                    Err(e) => Err(errors::code(e)),
+                    Ok(meta) => u32::try_from(p.partition)
+                        .ok()
+                        .and_then(|i| shared.broker.log_partition(meta, i).ok())
+                        .ok_or(errors::UNKNOWN_TOPIC_OR_PARTITION),
+                },
+            })
+            .collect();
+        topics.push((topic.topic, partitions));
+    }
+
+    let max_wait = Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0))
+        .min(shared.broker.config().max_wait);
+    let deadline = Instant::now() + max_wait;
+    let min_bytes = usize::try_from(request.min_bytes).unwrap_or(0);
+    let response_budget = usize::try_from(request.max_bytes).unwrap_or(0);
+    loop {
+        // Watch before reading, so a record arriving in between wakes the wait.
+        let watches: Vec<_> = topics
+            .iter()
+            .flat_map(|(_, ps)| ps.iter())
+            .filter_map(|w| w.partition.as_ref().ok().map(|p| p.watch_end()))
+            .collect();
+        let found = read_all(&topics, response_budget).await;
+        let bytes: usize = found
+            .iter()
+            .flatten()
+            .filter_map(|f| f.records.as_ref().map(Bytes::len))
+            .sum();
+        let failed = found.iter().flatten().any(|f| f.error != errors::NONE);
+        let now = Instant::now();
+        if bytes >= min_bytes.max(1) || failed || now >= deadline || watches.is_empty() {
+            let records: usize = found
+                .iter()
+                .flatten()
+                .filter_map(|f| f.records.as_ref())
+                .map(|r| count_records(r))
+                .sum();
+            shared.broker.note_read(tenant, records, bytes);
+            return respond(topics, found);
+        }
+        wait_for_growth(watches, deadline - now).await;
+    }
+}
+
+async fn read_all(topics: &[(TopicName, Vec<Wanted>)], budget: usize) -> Vec<Vec<Found>> {
+    let mut left = budget;
+    let mut first = true;
+    let mut out = Vec::with_capacity(topics.len());
+    for (_, partitions) in topics {
+        let mut found = Vec::with_capacity(partitions.len());
+        for wanted in partitions {
+            let f = read_one(wanted, left, first).await;
+            if let Some(r) = &f.records {
+                left = left.saturating_sub(r.len());
+                first = false;
+            }
+            found.push(f);
+        }
+        out.push(found);
+    }
+    out
+}
+
+async fn read_one(wanted: &Wanted, budget: usize, first: bool) -> Found {
+    let p = match &wanted.partition {
+        Ok(p) => p,
+        Err(code) => {
+            return Found {
+                error: *code,
+                high_watermark: -1,
+                log_start: -1,
+                records: None,
+            };
+        }
+    };
+    let offsets = p.offsets();
+    let (start, end) = (offsets.log_start as i64, offsets.end as i64);
+    let mut found = Found {
+        error: errors::NONE,
+        high_watermark: end,
+        log_start: start,
+        records: None,
+    };
+    if wanted.offset < start || wanted.offset > end {
+        found.error = errors::OFFSET_OUT_OF_RANGE;
+        return found;
+    }
+    let limit = wanted.max_bytes.min(budget);
+    if wanted.offset == end || (limit == 0 && !first) || wanted.max_bytes == 0 {
+        return found;
+    }
+    // The log returns at least one whole batch; past the first partition
+    // with data, a batch that does not fit is left for the next fetch.
+    match p.read(wanted.offset as u64, limit.max(1)).await {
+        Ok(read) => {
+            found.high_watermark = read.end_offset as i64;
+            found.log_start = read.log_start as i64;
+            let len = read.len_bytes();
+            if len > limit && !first {
+                return found;
+            }
+            found.records = Some(concat(read.chunks, len));
+        }
+        Err(e) => {
+            let e = api_error_from_log(e);
+            found.error = errors::code(&e);
+        }
+    }
+    found
+}
+
+/// The chunks as one buffer (no copy for the common single chunk).
+fn concat(chunks: Vec<Bytes>, len: usize) -> Bytes {
+    if chunks.len() == 1 {
+        return chunks.into_iter().next().unwrap_or_default();
+    }
+    let mut out = BytesMut::with_capacity(len);
+    for c in chunks {
+        out.extend_from_slice(&c);
+    }
+    out.freeze()
+}
+
+fn count_records(records: &[u8]) -> usize {
+    batch::batches(records)
+        .filter_map(Result::ok)
+        .map(|(h, _)| usize::try_from(h.records_count).unwrap_or(0))
+        .sum()
+}
+
+/// Waits until any watched partition's end moves, or `wait` passes.
+async fn wait_for_growth(watches: Vec<tokio::sync::watch::Receiver<u64>>, wait: Duration) {
+    let changes = watches.into_iter().map(|mut rx| {
+        Box::pin(async move {
+            let _ = rx.changed().await;
+        })
+    });
+    let _ = tokio::time::timeout(wait, select_all(changes)).await;
+}
+
+fn respond(topics: Vec<(TopicName, Vec<Wanted>)>, found: Vec<Vec<Found>>) -> FetchResponse {
+    let responses = topics
+        .into_iter()
+        .zip(found)
+        .map(|((name, wanted), found)| {
+            let partitions = wanted
+                .into_iter()
+                .zip(found)
+                .map(|(w, f)| {
+                    PartitionData::default()
+                        .with_partition_index(w.index)
+                        .with_error_code(f.error)
+                        .with_high_watermark(f.high_watermark)
+                        .with_last_stable_offset(f.high_watermark)
+                        .with_log_start_offset(f.log_start)
+                        // librdkafka reads a null record set as a protocol error: send empty.
+                        .with_records(Some(f.records.unwrap_or_default()))
+                })
+                .collect();
+            FetchableTopicResponse::default()
+                .with_topic(name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    FetchResponse::default().with_responses(responses)
+}

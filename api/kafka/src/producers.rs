@@ -1,0 +1,236 @@
+//! Idempotent producers: producer ids, and per partition the sequence
+//! numbers of each producer's recent batches, so a retried batch is
+//! acknowledged with its original offset instead of being written twice,
+//! and a batch out of order is refused.
+//!
+//! The rules are Apache Kafka's (`ProducerStateManager`): a batch must carry
+//! the producer's current epoch or a newer one; with the current epoch its
+//! first sequence must follow the last one appended (wrapping at `i32::MAX`);
+//! a batch equal to one of the producer's last five is a duplicate. A producer
+//! this partition has no state for (new, or state lost in a restart) may
+//! start at any sequence.
+//!
+//! The state is kept in memory: after a restart, a batch retried across the
+//! restart is not recognized as a duplicate (Kafka rebuilds the state from
+//! its log; see docs/kafka-compatibility.md).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::errors;
+
+/// How many recent batches per producer are remembered for deduplication
+/// (Kafka's `max.in.flight.requests.per.connection` limit for idempotence).
+const RECENT_BATCHES: usize = 5;
+
+/// The producer fields of a batch header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BatchProducer {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub first_sequence: i32,
+    pub last_sequence: i32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RecentBatch {
+    first_sequence: i32,
+    last_sequence: i32,
+    base_offset: i64,
+}
+
+#[derive(Debug, Default)]
+struct ProducerEntry {
+    epoch: i16,
+    recent: VecDeque<RecentBatch>,
+}
+
+/// What to do with an idempotent batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SequenceCheck {
+    Append,
+    /// Already appended at this offset: acknowledge again, write nothing.
+    Duplicate {
+        base_offset: i64,
+    },
+    /// Refuse with this Kafka error code.
+    Refuse(i16),
+}
+
+/// One partition's producers.
+#[derive(Debug, Default)]
+pub(crate) struct PartitionProducers {
+    producers: HashMap<i64, ProducerEntry>,
+}
+
+fn in_sequence(last: i32, next: i32) -> bool {
+    next == last.wrapping_add(1) || (last == i32::MAX && next == 0)
+}
+
+impl PartitionProducers {
+    pub fn check(&self, batch: BatchProducer) -> SequenceCheck {
+        let Some(entry) = self.producers.get(&batch.producer_id) else {
+            return SequenceCheck::Append;
+        };
+        if batch.epoch < entry.epoch {
+            return SequenceCheck::Refuse(errors::INVALID_PRODUCER_EPOCH);
+        }
+        if batch.epoch > entry.epoch {
+            // A bumped epoch restarts the sequence.
+            return if batch.first_sequence == 0 {
+                SequenceCheck::Append
+            } else {
+                SequenceCheck::Refuse(errors::OUT_OF_ORDER_SEQUENCE_NUMBER)
+            };
+        }
+        if let Some(d) = entry.recent.iter().find(|r| {
+            r.first_sequence == batch.first_sequence && r.last_sequence == batch.last_sequence
+        }) {
+            return SequenceCheck::Duplicate {
+                base_offset: d.base_offset,
+            };
+        }
+        match entry.recent.back() {
+            Some(last) if !in_sequence(last.last_sequence, batch.first_sequence) => {
+                SequenceCheck::Refuse(errors::OUT_OF_ORDER_SEQUENCE_NUMBER)
+            }
+            _ => SequenceCheck::Append,
+        }
+    }
+
+    /// Records a batch appended at `base_offset`.
+    pub fn record(&mut self, batch: BatchProducer, base_offset: i64) {
+        let entry = self.producers.entry(batch.producer_id).or_default();
+        if batch.epoch != entry.epoch {
+            entry.epoch = batch.epoch;
+            entry.recent.clear();
+        }
+        if entry.recent.len() == RECENT_BATCHES {
+            entry.recent.pop_front();
+        }
+        entry.recent.push_back(RecentBatch {
+            first_sequence: batch.first_sequence,
+            last_sequence: batch.last_sequence,
+            base_offset,
+        });
+    }
+}
+
+/// Producer ids and every partition's producer state.
+pub(crate) struct Producers {
+    next_id: AtomicI64,
+    /// Per log partition key. The async mutex is held from the sequence check
+    /// until the append is acknowledged, so appends of idempotent batches to
+    /// one partition are checked and recorded strictly in turn.
+    partitions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<PartitionProducers>>>>,
+}
+
+impl Producers {
+    /// Ids start at the wall clock in microseconds, so ids handed out after a
+    /// restart do not repeat earlier ones (unless the clock went back).
+    pub fn new() -> Producers {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| i64::try_from(d.as_micros()).unwrap_or(1));
+        Producers {
+            next_id: AtomicI64::new(now.max(1)),
+            partitions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn allocate_id(&self) -> i64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn partition(&self, key: &str) -> Arc<tokio::sync::Mutex<PartitionProducers>> {
+        self.partitions
+            .lock()
+            .entry(key.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Forgets a partition's producers (the partition was deleted).
+    pub fn forget(&self, key: &str) {
+        self.partitions.lock().remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(epoch: i16, first: i32, last: i32) -> BatchProducer {
+        BatchProducer {
+            producer_id: 7,
+            epoch,
+            first_sequence: first,
+            last_sequence: last,
+        }
+    }
+
+    #[test]
+    fn sequences_duplicates_and_fencing() {
+        let mut p = PartitionProducers::default();
+        assert_eq!(p.check(batch(0, 0, 4)), SequenceCheck::Append);
+        p.record(batch(0, 0, 4), 100);
+        assert_eq!(p.check(batch(0, 5, 9)), SequenceCheck::Append);
+        p.record(batch(0, 5, 9), 105);
+        // A retry of either recent batch is a duplicate with its offset.
+        assert_eq!(
+            p.check(batch(0, 0, 4)),
+            SequenceCheck::Duplicate { base_offset: 100 }
+        );
+        assert_eq!(
+            p.check(batch(0, 5, 9)),
+            SequenceCheck::Duplicate { base_offset: 105 }
+        );
+        // A gap is out of order.
+        assert_eq!(
+            p.check(batch(0, 11, 12)),
+            SequenceCheck::Refuse(errors::OUT_OF_ORDER_SEQUENCE_NUMBER)
+        );
+        // An older epoch is fenced; a newer one must restart at 0.
+        assert_eq!(
+            p.check(batch(-1, 10, 10)),
+            SequenceCheck::Refuse(errors::INVALID_PRODUCER_EPOCH)
+        );
+        assert_eq!(
+            p.check(batch(1, 3, 3)),
+            SequenceCheck::Refuse(errors::OUT_OF_ORDER_SEQUENCE_NUMBER)
+        );
+        assert_eq!(p.check(batch(1, 0, 0)), SequenceCheck::Append);
+        p.record(batch(1, 0, 0), 110);
+        assert_eq!(
+            p.check(batch(0, 10, 10)),
+            SequenceCheck::Refuse(errors::INVALID_PRODUCER_EPOCH)
+        );
+    }
+
+    #[test]
+    fn only_the_last_five_batches_are_remembered() {
+        let mut p = PartitionProducers::default();
+        for i in 0..7 {
+            p.record(batch(0, i, i), i64::from(i) * 10);
+        }
+        assert_eq!(
+            p.check(batch(0, 2, 2)),
+            SequenceCheck::Duplicate { base_offset: 20 }
+        );
+        // Batch 1 has been forgotten: not a duplicate, and out of order.
+        assert_eq!(
+            p.check(batch(0, 1, 1)),
+            SequenceCheck::Refuse(errors::OUT_OF_ORDER_SEQUENCE_NUMBER)
+        );
+    }
+
+    #[test]
+    fn sequence_wraps_at_i32_max() {
+        let mut p = PartitionProducers::default();
+        p.record(batch(0, i32::MAX - 1, i32::MAX), 0);
+        assert_eq!(p.check(batch(0, 0, 3)), SequenceCheck::Append);
+    }
+}
