@@ -24,6 +24,7 @@
 #   BENCH_EXTRA_ARGS []                       more flags for every `strata bench` run
 #   BENCH_KEEP_DATA [0]                       1: keep the server's data directory
 #   SKIP_BUILD     [0]                        1: use target/release/strata as it is
+#   BENCH_HELPER   [bench-w1.py]              the measuring helper (bench-kafka.sh sets it)
 # The data directory is a new mktemp directory under the benchmark directory,
 # removed at the end; the script only ever stops the server it started (by PID).
 set -euo pipefail
@@ -86,7 +87,8 @@ fi
 # 3. The server: fresh data, 127.0.0.1, an ephemeral port.
 data=$(mktemp -d "$dir/data.XXXXXX")
 log "starting strata server (data in $data)"
-"$strata" server --listen 127.0.0.1:0 --data-dir "$data" >"$data.stdout" 2>"$data.stderr" &
+"$strata" server --listen 127.0.0.1:0 --kafka-listen 127.0.0.1:0 --data-dir "$data" \
+  >"$data.stdout" 2>"$data.stderr" &
 server_pid=$!
 addr=
 for _ in $(seq 1 300); do
@@ -99,6 +101,7 @@ for _ in $(seq 1 300); do
   fi
   sleep 0.1
 done
+kafka_addr=$(sed -n 's#^strata kafka listening on \([0-9.]*:[0-9]*\)$#\1#p' "$data.stdout" | head -n1)
 rm -f -- "$data.stdout"
 [[ -n $addr ]] || { echo "error: the server printed no address within 30 s" >&2; exit 1; }
 case $addr in
@@ -110,9 +113,12 @@ log "server pid $server_pid on http://$addr"
 # 4-6. Measure and report (the helper never starts or stops the server). In the
 # background and waited for, so that a signal reaches the EXIT trap at once.
 status=0
-timeout 600 python3 "$repo/scripts/bench-w1.py" \
+helper=${BENCH_HELPER:-bench-w1.py}
+helper_args=()
+[[ $helper == bench-kafka.py ]] && helper_args=(--kafka "$kafka_addr")
+timeout 600 python3 "$repo/scripts/$helper" \
   --strata "$strata" --server "http://$addr" --server-pid "$server_pid" \
-  --dir "$dir" --data-dir "$data" &
+  --dir "$dir" --data-dir "$data" "${helper_args[@]}" &
 helper_pid=$!
 wait "$helper_pid" || status=$?
 helper_pid=

@@ -152,3 +152,90 @@ pub fn frame_len(buf: &[u8]) -> Option<i32> {
     let mut b = buf.get(..4)?;
     Some(b.get_i32())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BufMut;
+    use proptest::prelude::*;
+
+    fn header(api: i16, version: i16) -> BytesMut {
+        let mut b = BytesMut::new();
+        b.put_i16(api);
+        b.put_i16(version);
+        b.put_i32(9);
+        b
+    }
+
+    #[test]
+    fn huge_array_length_is_an_error_not_an_abort() {
+        // Metadata v1: null client id, then a topic array claiming 2^31-1 entries.
+        let mut frame = header(ApiKey::Metadata as i16, 1);
+        frame.put_i16(-1);
+        frame.put_i32(i32::MAX);
+        assert!(matches!(
+            decode_request(frame.freeze()),
+            Err(CodecError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn header_errors_are_precise() {
+        assert_eq!(
+            decode_request(Bytes::from_static(&[0, 3])).unwrap_err(),
+            CodecError::TooShort(2)
+        );
+        assert_eq!(
+            decode_request(header(-7, 0).freeze()).unwrap_err(),
+            CodecError::UnknownApi(-7)
+        );
+        assert!(matches!(
+            decode_request(header(ApiKey::Produce as i16, 2).freeze()),
+            Err(CodecError::UnsupportedVersion { min: 3, .. })
+        ));
+        // A known API this broker does not implement (transactions).
+        assert!(matches!(
+            decode_request(header(ApiKey::AddPartitionsToTxn as i16, 3).freeze()),
+            Err(CodecError::Unimplemented { .. })
+        ));
+        assert!(matches!(
+            decode_request(header(ApiKey::ApiVersions as i16, 77).freeze()),
+            Ok(Decoded::UnsupportedApiVersions { correlation_id: 9 })
+        ));
+    }
+
+    #[test]
+    fn responses_are_framed_with_their_length() {
+        let body = ResponseKind::ApiVersions(crate::apis::api_versions::response(3));
+        let frame = encode_response(5, ApiKey::ApiVersions, 3, &body).unwrap();
+        assert_eq!(frame_len(&frame), Some(frame.len() as i32 - 4));
+        // ApiVersions answers always use header v0: just the correlation id.
+        assert_eq!(&frame[4..8], &5i32.to_be_bytes());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Arbitrary bytes never panic the decoder.
+        #[test]
+        fn arbitrary_frames_never_panic(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode_request(Bytes::from(data));
+        }
+
+        /// A valid header of every implemented API and version, then arbitrary
+        /// bytes: decoded or refused, never a panic.
+        #[test]
+        fn arbitrary_bodies_never_panic(
+            index in 0..crate::versions::SUPPORTED.len(),
+            version_pick in any::<u16>(),
+            body in proptest::collection::vec(any::<u8>(), 0..256),
+        ) {
+            let (api, min, max) = crate::versions::SUPPORTED[index];
+            let span = (max - min + 1) as u16;
+            let version = min + (version_pick % span) as i16;
+            let mut frame = header(api as i16, version);
+            frame.extend_from_slice(&body);
+            let _ = decode_request(frame.freeze());
+        }
+    }
+}

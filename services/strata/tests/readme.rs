@@ -37,8 +37,17 @@ fn every_readme_example_runs_as_written() {
         curl.is_ok_and(|o| o.status.success()),
         "curl is needed (scripts/test.sh installs it)"
     );
+    let kcat = Command::new("kcat").arg("-V").output();
+    assert!(
+        kcat.is_ok_and(|o| o.status.success()),
+        "kcat is needed (scripts/test.sh installs it)"
+    );
     let dir = tempfile::tempdir().unwrap();
-    let server = common::Server::start_on("127.0.0.1:7070", dir.path(), &[]);
+    let server = common::Server::start_on(
+        "127.0.0.1:7070",
+        dir.path(),
+        &["--kafka-listen", "127.0.0.1:9092"],
+    );
     let bin_dir = Path::new(common::BIN).parent().unwrap();
     let path = format!(
         "{}:{}",
@@ -68,5 +77,8 @@ fn every_readme_example_runs_as_written() {
     let (ok, stdout, _) = common::cli(&server, &["consume", "payments", "--from-beginning"], None);
     assert!(ok);
     assert_eq!(stdout, "paid 10\npaid 20\npaid 30\n");
+    let (ok, stdout, _) = common::cli(&server, &["consume", "invoices", "--from-beginning"], None);
+    assert!(ok);
+    assert_eq!(stdout, "paid 40\npaid 50\n");
     drop(server);
 }

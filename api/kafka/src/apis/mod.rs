@@ -15,3 +15,4 @@ pub(crate) mod list_offsets;
 pub(crate) mod metadata;
 pub(crate) mod produce;
 pub(crate) mod sasl;
+pub(crate) mod topic_configs;
