@@ -9,6 +9,21 @@ cd "$(dirname "$0")/.."
 if ! command -v curl >/dev/null; then
   apt-get update -qq && apt-get install -y -qq curl >/dev/null
 fi
+# The Kafka client compatibility tests (services/strata/tests/kafka_clients.rs)
+# run kcat, confluent-kafka, kafka-python and kafkajs: see tests/kafka-clients/README.md.
+if ! command -v kcat >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq kcat >/dev/null
+fi
+if ! python3 -c 'import confluent_kafka, kafka' 2>/dev/null; then
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
+    -r tests/kafka-clients/requirements.txt
+fi
+if ! command -v npm >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
+fi
+if [ ! -d tests/kafka-clients/node_modules ]; then
+  (cd tests/kafka-clients && npm ci --no-audit --no-fund --loglevel=error)
+fi
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace

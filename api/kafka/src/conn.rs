@@ -50,7 +50,7 @@ where
     let (reader, writer) = tokio::io::split(stream);
     let (tx, rx) = mpsc::channel(shared.config.max_in_flight.max(1));
     let writer = tokio::spawn(write_loop(writer, rx));
-    let mut session = Session::new(&shared.config, peer.clone());
+    let mut session = Session::new(&shared.config);
     let closed = read_loop(&shared, &mut session, reader, tx).await;
     match &closed {
         Closed::Eof | Closed::WriterGone => debug!(peer, "kafka connection closed"),

@@ -36,15 +36,13 @@ pub(crate) struct Session {
     /// Every topic and group named on this connection belongs to this tenant.
     pub tenant: String,
     pub sasl: Sasl,
-    pub peer: String,
 }
 
 impl Session {
-    pub fn new(config: &KafkaConfig, peer: String) -> Session {
+    pub fn new(config: &KafkaConfig) -> Session {
         Session {
             tenant: config.default_tenant.clone(),
             sasl: Sasl::None,
-            peer,
         }
     }
 }

@@ -18,7 +18,7 @@ pub(crate) type PendingResponse = Pin<Box<dyn Future<Output = ResponseKind> + Se
 /// How a request is answered.
 pub(crate) enum Reply {
     /// Worked on in request order; the answer is ready.
-    Ready(ResponseKind),
+    Ready(Box<ResponseKind>),
     /// Taken in in request order (a produce's batches are queued for the log
     /// before the next request is read); the answer comes later.
     Pending(PendingResponse),
@@ -35,7 +35,7 @@ pub(crate) async fn dispatch(
 ) -> Option<Reply> {
     let v = request.version;
     let s = shared.as_ref();
-    let ready = |r: ResponseKind| Some(Reply::Ready(r));
+    let ready = |r: ResponseKind| Some(Reply::Ready(Box::new(r)));
     match request.body {
         RequestKind::ApiVersions(r) => {
             ready(ResponseKind::ApiVersions(apis::api_versions::handle(&r, v)))

@@ -10,9 +10,11 @@
 //! this partition has no state for (new, or state lost in a restart) may
 //! start at any sequence.
 //!
-//! The state is kept in memory: after a restart, a batch retried across the
-//! restart is not recognized as a duplicate (Kafka rebuilds the state from
-//! its log; see docs/kafka-compatibility.md).
+//! The state lives in memory and is rebuilt from the partition's recent
+//! batches the first time an idempotent batch arrives after a restart (their
+//! headers carry producer id, epoch and sequences), so a batch retried across
+//! a restart is still recognized, as long as it is among the last
+//! [`REBUILD_OFFSETS`] offsets of its partition.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -25,6 +27,12 @@ use crate::errors;
 /// How many recent batches per producer are remembered for deduplication
 /// (Kafka's `max.in.flight.requests.per.connection` limit for idempotence).
 const RECENT_BATCHES: usize = 5;
+
+/// How far back (in offsets) the state is rebuilt after a restart. The
+/// batches a producer retries across a restart are the last it had in flight
+/// when the broker stopped, so they sit at the partition's end; this bounds
+/// the one read (headers only are looked at) to a few MiB per partition.
+pub(crate) const REBUILD_OFFSETS: u64 = 20_000;
 
 /// The producer fields of a batch header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +72,8 @@ pub(crate) enum SequenceCheck {
 #[derive(Debug, Default)]
 pub(crate) struct PartitionProducers {
     producers: HashMap<i64, ProducerEntry>,
+    /// Whether the state was rebuilt from the log since this process started.
+    pub loaded: bool,
 }
 
 fn in_sequence(last: i32, next: i32) -> bool {
@@ -99,6 +109,49 @@ impl PartitionProducers {
             }
             _ => SequenceCheck::Append,
         }
+    }
+
+    /// Rebuilds the state from the partition's recent batches (headers only):
+    /// reads from [`REBUILD_OFFSETS`] before the end up to the end.
+    pub async fn load(
+        &mut self,
+        partition: &strata_log::Partition,
+    ) -> Result<(), strata_log::LogError> {
+        let offsets = partition.offsets();
+        let mut next = offsets
+            .end
+            .saturating_sub(REBUILD_OFFSETS)
+            .max(offsets.local_start);
+        while next < offsets.end {
+            let read = partition.read(next, 1 << 20).await?;
+            let mut advanced = false;
+            for chunk in &read.chunks {
+                for (header, _) in strata_log::batch::batches(chunk).flatten() {
+                    if header.producer_id >= 0 {
+                        self.record(
+                            BatchProducer {
+                                producer_id: header.producer_id,
+                                epoch: header.producer_epoch,
+                                first_sequence: header.base_sequence,
+                                last_sequence: header
+                                    .base_sequence
+                                    .wrapping_add(header.last_offset_delta),
+                            },
+                            header.base_offset,
+                        );
+                    }
+                }
+            }
+            if read.next_offset > next {
+                next = read.next_offset;
+                advanced = true;
+            }
+            if !advanced {
+                break;
+            }
+        }
+        self.loaded = true;
+        Ok(())
     }
 
     /// Records a batch appended at `base_offset`.
@@ -151,11 +204,6 @@ impl Producers {
             .entry(key.to_owned())
             .or_default()
             .clone()
-    }
-
-    /// Forgets a partition's producers (the partition was deleted).
-    pub fn forget(&self, key: &str) {
-        self.partitions.lock().remove(key);
     }
 }
 

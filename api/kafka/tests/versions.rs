@@ -97,9 +97,11 @@ fn sample(api: ApiKey, version: i16) -> RequestKind {
         ApiKey::InitProducerId => {
             R::InitProducerId(InitProducerIdRequest::default().with_transaction_timeout_ms(60000))
         }
+        // A group per version: each join would otherwise wait out the
+        // rebalance timeout for the members earlier versions left behind.
         ApiKey::JoinGroup => R::JoinGroup(
             JoinGroupRequest::default()
-                .with_group_id(group())
+                .with_group_id(GroupId(StrBytes::from_string(format!("join-v{version}"))))
                 .with_session_timeout_ms(10000)
                 .with_rebalance_timeout_ms(if version >= 1 { 10000 } else { -1 })
                 .with_protocol_type(StrBytes::from_static_str("consumer"))
@@ -257,9 +259,9 @@ fn sample(api: ApiKey, version: i16) -> RequestKind {
                         ]),
                 ]),
         ),
-        ApiKey::DescribeCluster => R::DescribeCluster(
-            DescribeClusterRequest::default().with_endpoint_type(if version >= 1 { 1 } else { 1 }),
-        ),
+        ApiKey::DescribeCluster => {
+            R::DescribeCluster(DescribeClusterRequest::default().with_endpoint_type(1))
+        }
         ApiKey::SaslHandshake => R::SaslHandshake(
             SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
         ),

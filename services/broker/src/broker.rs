@@ -20,6 +20,7 @@ use crate::partitioner::partition_for_key;
 use crate::{metrics, records, retention};
 
 mod admin;
+mod groups;
 mod topics;
 mod wire;
 

@@ -27,7 +27,7 @@ pub use broker::{
     ReadResult, ReadStart, TopicDescription,
 };
 pub use config::{BrokerConfig, TopicConfig, TopicConfigPatch};
-pub use metadata::{GroupOffset, LocalMetadataStore, MetadataStore, TopicMeta};
 pub use errors::from_log as api_error_from_log;
+pub use metadata::{GroupOffset, LocalMetadataStore, MetadataStore, TopicMeta};
 pub use names::{validate_group, validate_tenant, validate_topic};
 pub use partitioner::{kafka_murmur2, partition_for_key};

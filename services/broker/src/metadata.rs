@@ -54,6 +54,10 @@ pub trait MetadataStore: Send + Sync + 'static {
         tenant: &str,
         group: &str,
     ) -> Result<Option<Vec<GroupOffset>>, ApiError>;
+    /// The groups of `tenant` that have at least one committed offset, sorted.
+    async fn groups(&self, tenant: &str) -> Result<Vec<String>, ApiError>;
+    /// Forgets a group's committed offsets; `false` if it had none.
+    async fn delete_group(&self, tenant: &str, group: &str) -> Result<bool, ApiError>;
 }
 
 /// The tenant every store has, so a fresh broker is usable at once.
@@ -324,6 +328,46 @@ impl MetadataStore for LocalMetadataStore {
         let state = self.state.lock();
         Ok(state.groups.get(tenant).and_then(|g| g.get(group)).cloned())
     }
+
+    async fn groups(&self, tenant: &str) -> Result<Vec<String>, ApiError> {
+        let state = self.state.lock();
+        if !state.tenants.contains(tenant) {
+            return Err(tenant_not_found(tenant));
+        }
+        // A group whose every offset went with a deleted topic no longer exists.
+        Ok(state
+            .groups
+            .get(tenant)
+            .map(|groups| {
+                groups
+                    .iter()
+                    .filter(|(_, offsets)| !offsets.is_empty())
+                    .map(|(name, _)| name.clone())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn delete_group(&self, tenant: &str, group: &str) -> Result<bool, ApiError> {
+        let known = {
+            let state = self.state.lock();
+            state
+                .groups
+                .get(tenant)
+                .is_some_and(|g| g.contains_key(group))
+        };
+        if !known {
+            // Nothing to write.
+            return Ok(false);
+        }
+        self.update(|s| {
+            let removed = s.groups.get_mut(tenant).and_then(|g| g.remove(group));
+            if s.groups.get(tenant).is_some_and(BTreeMap::is_empty) {
+                s.groups.remove(tenant);
+            }
+            Ok(removed.is_some_and(|offsets| !offsets.is_empty()))
+        })
+    }
 }
 
 #[cfg(test)]
@@ -409,6 +453,51 @@ mod tests {
         );
         let e = store.delete_topic("acme", "orders").await.unwrap_err();
         assert_eq!(e.code, ErrorCode::TopicNotFound);
+    }
+
+    #[tokio::test]
+    async fn lists_and_deletes_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metadata.json");
+        let store = LocalMetadataStore::open(&path).unwrap();
+        store.create_tenant("acme").await.unwrap();
+        store.create_topic(topic("acme", "t", 1)).await.unwrap();
+        store.create_topic(topic("acme", "u", 2)).await.unwrap();
+        assert!(store.groups("acme").await.unwrap().is_empty());
+        assert_eq!(
+            store.groups("nope").await.unwrap_err().code,
+            ErrorCode::TenantNotFound
+        );
+        for g in ["b", "a"] {
+            store
+                .commit_offsets("acme", g, &[offset("t", 0, 1, "")])
+                .await
+                .unwrap();
+        }
+        store
+            .commit_offsets("acme", "only-u", &[offset("u", 0, 1, "")])
+            .await
+            .unwrap();
+        store
+            .commit_offsets("default", "other-tenant", &[])
+            .await
+            .unwrap();
+        assert_eq!(
+            store.groups("acme").await.unwrap(),
+            vec!["a", "b", "only-u"]
+        );
+        // A group that lost all its offsets with its topic is gone.
+        store.delete_topic("acme", "u").await.unwrap();
+        assert_eq!(store.groups("acme").await.unwrap(), vec!["a", "b"]);
+        assert!(!store.delete_group("acme", "only-u").await.unwrap());
+
+        assert!(store.delete_group("acme", "a").await.unwrap());
+        assert!(!store.delete_group("acme", "a").await.unwrap());
+        assert!(!store.delete_group("acme", "never").await.unwrap());
+        assert_eq!(store.fetch_offsets("acme", "a").await.unwrap(), None);
+        drop(store);
+        let store = LocalMetadataStore::open(&path).unwrap();
+        assert_eq!(store.groups("acme").await.unwrap(), vec!["b"]);
     }
 
     #[test]

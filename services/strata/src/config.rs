@@ -236,10 +236,16 @@ impl ServerArgs {
             if let Some(p) = self.kafka_advertised_port.or(file.kafka_advertised_port) {
                 config.advertised_port = p;
             }
-            if let Some(v) = self.kafka_auto_create_topics.or(file.kafka_auto_create_topics) {
+            if let Some(v) = self
+                .kafka_auto_create_topics
+                .or(file.kafka_auto_create_topics)
+            {
                 config.auto_create_topics = v;
             }
-            if let Some(v) = self.kafka_default_partitions.or(file.kafka_default_partitions) {
+            if let Some(v) = self
+                .kafka_default_partitions
+                .or(file.kafka_default_partitions)
+            {
                 anyhow::ensure!(v >= 1, "kafka_default_partitions must be at least 1");
                 config.default_partitions = v;
             }

@@ -21,7 +21,7 @@ pub(crate) fn handle(
     // KIP-360: a producer that knows its id asks for a bumped epoch after an
     // error it cannot otherwise recover from; the new epoch restarts its sequences.
     let (id, epoch) = match (request.producer_id.0, request.producer_epoch) {
-        (id, epoch) if id >= 0 && epoch >= 0 && epoch < i16::MAX => (id, epoch + 1),
+        (id, epoch) if id >= 0 && (0..i16::MAX).contains(&epoch) => (id, epoch + 1),
         _ => (shared.producers.allocate_id(), 0),
     };
     InitProducerIdResponse::default()

@@ -210,11 +210,16 @@ async fn produce_partition(
     }
     // Held until the append is acknowledged: the next idempotent batch for
     // this partition is checked against the state this one leaves.
-    let state = shared
+    let mut state = shared
         .producers
         .partition(partition.key())
         .lock_owned()
         .await;
+    if !state.loaded
+        && let Err(e) = state.load(&partition).await
+    {
+        return ready(Err(from_log(e)));
+    }
     match state.check(producer) {
         SequenceCheck::Refuse(code) => ready(refuse(
             code,

@@ -731,7 +731,7 @@ pub(crate) mod testing {
             default_partitions: 2,
             ..KafkaConfig::default()
         };
-        let session = Session::new(&config, "test".into());
+        let session = Session::new(&config);
         let shared = Shared {
             broker: Arc::clone(&broker),
             groups: crate::group::Coordinator::new(&config),

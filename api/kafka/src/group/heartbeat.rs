@@ -1,14 +1,34 @@
-//! Heartbeat (stub: to be implemented).
+//! Heartbeat (v0-4): keeps a member's session alive and tells it whether
+//! the group is rebalancing.
 
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
+use super::{group_name, instance_id};
 use crate::context::{Session, Shared};
+use crate::errors;
 
 pub(crate) fn handle(
-    _shared: &Shared,
-    _session: &Session,
-    _req: HeartbeatRequest,
-    _version: i16,
+    shared: &Shared,
+    session: &Session,
+    request: HeartbeatRequest,
+    version: i16,
 ) -> HeartbeatResponse {
-    HeartbeatResponse::default()
+    let group = group_name(&request.group_id);
+    let error = if group.is_empty() {
+        errors::INVALID_GROUP_ID
+    } else {
+        let instance = if version >= 3 {
+            instance_id(request.group_instance_id.as_ref())
+        } else {
+            None
+        };
+        shared.groups.heartbeat(
+            &session.tenant,
+            &group,
+            &request.member_id,
+            instance.as_deref(),
+            request.generation_id,
+        )
+    };
+    HeartbeatResponse::default().with_error_code(error)
 }

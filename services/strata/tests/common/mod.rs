@@ -134,3 +134,64 @@ pub fn cli(server: &Server, args: &[&str], stdin: Option<&str>) -> (bool, String
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// What a program run by [`run_bounded`] did.
+pub struct BoundedOutput {
+    /// The exit status; `None` when it was killed for running too long.
+    pub status: Option<std::process::ExitStatus>,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl BoundedOutput {
+    pub fn success(&self) -> bool {
+        self.status.is_some_and(|s| s.success())
+    }
+}
+
+/// Runs `cmd` in a process group of its own, capturing stdout and stderr. If it
+/// is still running after `timeout`, the whole group (the program and anything
+/// it started) is SIGKILLed and `status` is `None`; the group is also killed
+/// once the program exits, so nothing it started outlives it.
+pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> BoundedOutput {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    let started = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {cmd:?}: {e}"));
+    let group = child.id() as i32;
+    let pipe = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let out = pipe(Box::new(child.stdout.take().expect("stdout")));
+    let err = pipe(Box::new(child.stderr.take().expect("stderr")));
+    let deadline = started + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            _ => break None,
+        }
+    };
+    // SAFETY: signalling the process group this function created.
+    unsafe { libc_kill(-group, 9) };
+    if status.is_none() {
+        let _ = child.wait();
+    }
+    BoundedOutput {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+        elapsed: started.elapsed(),
+    }
+}
