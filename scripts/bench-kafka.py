@@ -97,10 +97,16 @@ def kafka_w1(a, topic, duration, warmup):
             produced_lines += 1024
         producer.stdin.close()
         producer.wait(timeout=120)
-        # The consumer catches up with everything acknowledged, then stops.
+        # The consumer catches up with everything acknowledged (its output is
+        # block-buffered: up to a buffer's worth is still inside it), then stops
+        # on SIGTERM, which makes kcat flush its output and exit.
         deadline = time.monotonic() + 60
-        while consumed[0] < produced_lines and time.monotonic() < deadline:
+        while consumed[0] + 8192 < produced_lines and time.monotonic() < deadline:
             time.sleep(0.1)
+        time.sleep(1)
+        consumer.terminate()
+        consumer.wait(timeout=10)
+        counter.join(timeout=10)
     finally:
         for p in (producer, consumer):
             if p.poll() is None:
