@@ -24,6 +24,12 @@ fi
 if [ ! -d tests/kafka-clients/node_modules ]; then
   (cd tests/kafka-clients && npm ci --no-audit --no-fund --loglevel=error)
 fi
+# The tiered-storage tests (storage/tier/tests/store.rs and others using
+# strata-test-support's MotoServer) run moto's S3-compatible server.
+if ! python3 -m moto.server --help >/dev/null 2>&1; then
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
+    -r tests/support/requirements.txt
+fi
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace

@@ -102,8 +102,24 @@ pub struct ReadResult {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionDescription {
     pub partition: u32,
+    /// The first offset still readable, whichever tier holds it.
     pub start_offset: u64,
     pub end_offset: u64,
+    /// Offsets on local disk: `local_start_offset..end_offset`.
+    pub local_start_offset: u64,
+    /// Bytes of record batches on local disk.
+    pub local_bytes: u64,
+    /// Offsets in the bucket: `remote_start_offset..remote_end_offset`
+    /// (equal when the bucket holds none).
+    pub remote_start_offset: u64,
+    pub remote_end_offset: u64,
+    /// Bytes of the partition's segment objects, and how many there are.
+    pub remote_bytes: u64,
+    pub remote_segments: u32,
+    /// Sealed segments waiting for upload: their bytes, and the age of the
+    /// oldest (0 when none).
+    pub offload_lag_bytes: u64,
+    pub offload_lag_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +132,9 @@ pub struct TopicDescription {
 const MAX_READ_RECORDS: u32 = 10_000;
 /// How long shutdown waits for a retention pass in progress before abandoning it.
 const RETENTION_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The background tasks (retention, offload) and the switch that stops them.
+type BackgroundTasks = (watch::Sender<bool>, Vec<JoinHandle<()>>);
 
 /// A broker over one local write-ahead log and one metadata store.
 pub struct Broker {
@@ -130,8 +149,10 @@ pub struct Broker {
     last_topic_id: Mutex<u64>,
     /// Per topic id: the next partition for unkeyed records (round robin per request).
     spread: Mutex<HashMap<u64, u32>>,
-    /// Stops the retention task.
-    retention: Mutex<Option<(watch::Sender<bool>, JoinHandle<()>)>>,
+    /// Tiered storage: the bucket, its open segments, the offload backlog.
+    tier: Arc<crate::tiering::Tier>,
+    /// Stops the retention and tiering tasks.
+    retention: Mutex<Option<BackgroundTasks>>,
 }
 
 /// Wall-clock milliseconds since the Unix epoch.
@@ -248,13 +269,33 @@ impl Broker {
             Arc::new(LocalMetadataStore::open(data_dir.join("metadata.json"))?);
         let last_topic_id = reconcile(&log, meta.as_ref()).await?;
 
+        let url = config
+            .tier
+            .object_store
+            .clone()
+            .unwrap_or_else(|| strata_tier::store::default_url(&data_dir));
+        let handle = strata_tier::store::open(&url, &data_dir).map_err(|e| {
+            ApiError::new(
+                ErrorCode::BadRequest,
+                format!("cannot open the object store {url}: {e}"),
+            )
+        })?;
+        let tier = Arc::new(crate::tiering::Tier::new(handle, config.tier.clone()));
+
         let (stop, stopped) = watch::channel(false);
-        let task = retention::spawn(
+        let mut tasks = vec![retention::spawn(
             log.clone(),
             meta.clone(),
+            tier.clone(),
             config.retention_interval,
+            stopped.clone(),
+        )];
+        tasks.extend(crate::tiering::spawn(
+            log.clone(),
+            meta.clone(),
+            tier.clone(),
             stopped,
-        );
+        ));
         info!(data_dir = %data_dir.display(), "broker opened");
         Ok(Arc::new(Broker {
             config,
@@ -263,7 +304,8 @@ impl Broker {
             admin: tokio::sync::Mutex::new(()),
             last_topic_id: Mutex::new(last_topic_id),
             spread: Mutex::new(HashMap::new()),
-            retention: Mutex::new(Some((stop, task))),
+            tier,
+            retention: Mutex::new(Some((stop, tasks))),
         }))
     }
 
@@ -349,6 +391,7 @@ impl Broker {
         if records.is_empty() {
             return Ok(Vec::new());
         }
+        self.check_disk_budget()?;
         let max_message = u64::try_from(meta.config.max_message_bytes).unwrap_or(0);
         records::check_sizes(&records, max_message, self.config.max_request_bytes)?;
 
@@ -413,6 +456,7 @@ impl Broker {
         let p = self.partition(&meta, partition)?;
         let max_message = u64::try_from(meta.config.max_message_bytes).unwrap_or(0);
         records::check_sizes(&records, max_message, self.config.max_request_bytes)?;
+        self.check_disk_budget()?;
         let batch = records::build_batch(&records, now_ms())?;
         let options = AppendOptions {
             expected_offset,
@@ -472,7 +516,8 @@ impl Broker {
         }
 
         let read = if p.offsets().end > offset {
-            p.read(offset, max_bytes).await.map_err(from_log)?
+            self.read_batches(&meta, partition, &p, offset, max_bytes)
+                .await?
         } else {
             let now = p.offsets();
             ReadBatches {
@@ -598,14 +643,16 @@ impl Broker {
     /// until the broker is dropped.
     pub async fn shutdown(&self) {
         let retention = self.retention.lock().take();
-        if let Some((stop, mut task)) = retention {
+        if let Some((stop, tasks)) = retention {
             let _ = stop.send(true);
-            if tokio::time::timeout(RETENTION_STOP_TIMEOUT, &mut task)
-                .await
-                .is_err()
-            {
-                warn!("retention pass did not stop in time; abandoning it");
-                task.abort();
+            for mut task in tasks {
+                if tokio::time::timeout(RETENTION_STOP_TIMEOUT, &mut task)
+                    .await
+                    .is_err()
+                {
+                    warn!("a retention or offload pass did not stop in time; abandoning it");
+                    task.abort();
+                }
             }
         }
         let log = self.log.clone();
@@ -619,9 +666,11 @@ impl Broker {
 impl Drop for Broker {
     fn drop(&mut self) {
         // Without shutdown, the retention task would keep the log open.
-        if let Some((stop, task)) = self.retention.get_mut().take() {
+        if let Some((stop, tasks)) = self.retention.get_mut().take() {
             let _ = stop.send(true);
-            task.abort();
+            for task in tasks {
+                task.abort();
+            }
         }
     }
 }

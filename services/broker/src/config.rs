@@ -28,6 +28,50 @@ pub struct BrokerConfig {
     pub default_max_read_records: u32,
     /// Longest a read may wait for new records.
     pub max_wait: Duration,
+    /// Tiered storage: where sealed segments go.
+    pub tier: TierConfig,
+}
+
+/// Settings of tiered storage.
+#[derive(Debug, Clone)]
+pub struct TierConfig {
+    /// `file:///dir`, `s3://bucket/prefix` or `memory://`; `None`: a
+    /// directory `objects` under the data directory.
+    pub object_store: Option<String>,
+    /// How often sealed segments are looked for and uploaded.
+    pub offload_interval: Duration,
+    /// Segments uploaded at the same time, across partitions.
+    pub offload_concurrency: usize,
+    /// Producing is refused (retryably) while the local log holds more than
+    /// this many bytes not yet in the bucket: back-pressure instead of a full
+    /// disk when the bucket is unreachable. 0: no limit.
+    pub local_disk_budget_bytes: u64,
+    /// Objects under the store's prefix that no manifest names are deleted
+    /// once older than this (leftovers of an upload whose commit never happened).
+    pub orphan_grace: Duration,
+    /// How often the orphan collector runs.
+    pub gc_interval: Duration,
+    /// Bytes of segment blocks cached in memory and on local disk.
+    pub cache_memory_bytes: u64,
+    pub cache_disk_bytes: u64,
+    /// Blocks fetched ahead of a reader that reads sequentially.
+    pub read_ahead_blocks: usize,
+}
+
+impl Default for TierConfig {
+    fn default() -> Self {
+        TierConfig {
+            object_store: None,
+            offload_interval: Duration::from_secs(1),
+            offload_concurrency: 4,
+            local_disk_budget_bytes: 16 * 1024 * 1024 * 1024,
+            orphan_grace: Duration::from_secs(3600),
+            gc_interval: Duration::from_secs(300),
+            cache_memory_bytes: 256 * 1024 * 1024,
+            cache_disk_bytes: 4 * 1024 * 1024 * 1024,
+            read_ahead_blocks: 8,
+        }
+    }
 }
 
 impl BrokerConfig {
@@ -42,6 +86,7 @@ impl BrokerConfig {
             default_max_read_bytes: 1024 * 1024,
             default_max_read_records: 1000,
             max_wait: Duration::from_secs(30),
+            tier: TierConfig::default(),
         }
     }
 }
@@ -58,6 +103,26 @@ pub struct TopicConfig {
     pub segment_ms: i64,
     /// Largest record accepted (Kafka's `max.message.bytes`).
     pub max_message_bytes: i64,
+    /// Segments already in the bucket leave local disk once older than this;
+    /// -2: the same as `retention_ms` (Kafka's `local.retention.ms`).
+    #[serde(default = "default_local_retention_ms")]
+    pub local_retention_ms: i64,
+    /// Per partition: segments already in the bucket leave local disk while
+    /// the local copy is larger than this; -1: no size limit, -2: the same as
+    /// `retention_bytes` (Kafka's `local.retention.bytes`).
+    #[serde(default = "default_local_retention_bytes")]
+    pub local_retention_bytes: i64,
+}
+
+/// Ten minutes of history stay on local disk after they reach the bucket:
+/// enough for consumers that fall a little behind to read without a fetch
+/// from the bucket, little enough that local disks only hold the tail.
+fn default_local_retention_ms() -> i64 {
+    10 * 60 * 1000
+}
+
+fn default_local_retention_bytes() -> i64 {
+    -1
 }
 
 impl Default for TopicConfig {
@@ -68,6 +133,8 @@ impl Default for TopicConfig {
             segment_bytes: 64 * 1024 * 1024,
             segment_ms: 10 * 60 * 1000,
             max_message_bytes: 1024 * 1024,
+            local_retention_ms: default_local_retention_ms(),
+            local_retention_bytes: default_local_retention_bytes(),
         }
     }
 }
@@ -81,6 +148,8 @@ pub struct TopicConfigPatch {
     pub segment_bytes: Option<i64>,
     pub segment_ms: Option<i64>,
     pub max_message_bytes: Option<i64>,
+    pub local_retention_ms: Option<i64>,
+    pub local_retention_bytes: Option<i64>,
 }
 
 /// Smallest segment accepted: Kafka allows 14 bytes, but segments that small
@@ -96,19 +165,23 @@ impl TopicConfig {
             segment_bytes,
             segment_ms,
             max_message_bytes,
+            local_retention_ms,
+            local_retention_bytes,
         } = *patch;
         self.retention_ms = retention_ms.unwrap_or(self.retention_ms);
         self.retention_bytes = retention_bytes.unwrap_or(self.retention_bytes);
         self.segment_bytes = segment_bytes.unwrap_or(self.segment_bytes);
         self.segment_ms = segment_ms.unwrap_or(self.segment_ms);
         self.max_message_bytes = max_message_bytes.unwrap_or(self.max_message_bytes);
+        self.local_retention_ms = local_retention_ms.unwrap_or(self.local_retention_ms);
+        self.local_retention_bytes = local_retention_bytes.unwrap_or(self.local_retention_bytes);
         self
     }
 
     /// Checks every field; the error names the field, its value and the allowed range.
     pub(crate) fn validate(&self, max_request_bytes: u64) -> Result<(), ApiError> {
         let max_message = i64::try_from(max_request_bytes).unwrap_or(i64::MAX);
-        let checks: [(&str, i64, i64, i64); 5] = [
+        let checks: [(&str, i64, i64, i64); 7] = [
             ("retention_ms", self.retention_ms, -1, i64::MAX),
             ("retention_bytes", self.retention_bytes, -1, i64::MAX),
             (
@@ -119,6 +192,13 @@ impl TopicConfig {
             ),
             ("segment_ms", self.segment_ms, 1, i64::MAX),
             ("max_message_bytes", self.max_message_bytes, 1, max_message),
+            ("local_retention_ms", self.local_retention_ms, -2, i64::MAX),
+            (
+                "local_retention_bytes",
+                self.local_retention_bytes,
+                -2,
+                i64::MAX,
+            ),
         ];
         for (field, value, min, max) in checks {
             if value < min || value > max {
@@ -137,6 +217,24 @@ impl TopicConfig {
             }
         }
         Ok(())
+    }
+
+    /// `local_retention_ms` with -2 resolved to `retention_ms` (-1: never by age).
+    pub fn effective_local_retention_ms(&self) -> i64 {
+        if self.local_retention_ms == -2 {
+            self.retention_ms
+        } else {
+            self.local_retention_ms
+        }
+    }
+
+    /// `local_retention_bytes` with -2 resolved to `retention_bytes` (-1: no limit).
+    pub fn effective_local_retention_bytes(&self) -> i64 {
+        if self.local_retention_bytes == -2 {
+            self.retention_bytes
+        } else {
+            self.local_retention_bytes
+        }
     }
 
     /// The log's view of this config. `segment_bytes` is validated positive.

@@ -21,13 +21,14 @@ mod names;
 mod partitioner;
 mod records;
 mod retention;
+mod tiering;
 
 pub use broker::{
     Acks, AppendResult, Broker, ConsumedRecord, PartitionDescription, ProduceRecord, ReadRequest,
     ReadResult, ReadStart, TopicDescription,
 };
-pub use config::{BrokerConfig, TopicConfig, TopicConfigPatch};
+pub use config::{BrokerConfig, TierConfig, TopicConfig, TopicConfigPatch};
 pub use errors::from_log as api_error_from_log;
-pub use metadata::{GroupOffset, LocalMetadataStore, MetadataStore, TopicMeta};
+pub use metadata::{GroupOffset, LocalMetadataStore, MetadataStore, RemoteSegmentRef, TopicMeta};
 pub use names::{validate_group, validate_tenant, validate_topic};
 pub use partitioner::{kafka_murmur2, partition_for_key};

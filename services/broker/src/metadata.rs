@@ -33,6 +33,27 @@ pub struct GroupOffset {
     pub metadata: String,
 }
 
+/// One segment object in the bucket, as the partition's manifest records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteSegmentRef {
+    pub base_offset: u64,
+    /// One past the last offset.
+    pub end_offset: u64,
+    /// The object's key in the store (without the store's URL).
+    pub key: String,
+    /// The object's size in bytes.
+    pub size: u64,
+    /// Bytes of record batches in it.
+    pub batch_bytes: u64,
+    pub record_count: u64,
+    pub first_timestamp: i64,
+    pub max_timestamp: i64,
+    /// Wall-clock time of the segment's last append (for time retention).
+    pub last_append_ms: Option<i64>,
+    /// When the object was committed to the manifest.
+    pub committed_ms: i64,
+}
+
 #[async_trait]
 pub trait MetadataStore: Send + Sync + 'static {
     async fn tenants(&self) -> Result<Vec<String>, ApiError>;
@@ -58,6 +79,28 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn groups(&self, tenant: &str) -> Result<Vec<String>, ApiError>;
     /// Forgets a group's committed offsets; `false` if it had none.
     async fn delete_group(&self, tenant: &str, group: &str) -> Result<bool, ApiError>;
+    /// A partition's manifest (its segments in the bucket), in offset order.
+    /// `partition` is the log partition key (`tenant/topic/id/partition`).
+    async fn manifest(&self, partition: &str) -> Result<Vec<RemoteSegmentRef>, ApiError>;
+    /// Every manifest, by log partition key.
+    async fn manifests(&self) -> Result<BTreeMap<String, Vec<RemoteSegmentRef>>, ApiError>;
+    /// Commits an uploaded segment to the manifest. It must continue the
+    /// manifest exactly (start where the last one ends) unless the manifest
+    /// is empty; re-committing the same key is a no-op.
+    async fn commit_segment(
+        &self,
+        partition: &str,
+        segment: RemoteSegmentRef,
+    ) -> Result<(), ApiError>;
+    /// Removes the segments that end at or below `offset` (retention);
+    /// returns them, so their objects can be deleted next.
+    async fn remove_segments_below(
+        &self,
+        partition: &str,
+        offset: u64,
+    ) -> Result<Vec<RemoteSegmentRef>, ApiError>;
+    /// Forgets a partition's manifest (its topic was deleted); returns it.
+    async fn drop_manifest(&self, partition: &str) -> Result<Vec<RemoteSegmentRef>, ApiError>;
 }
 
 /// The tenant every store has, so a fresh broker is usable at once.
@@ -76,6 +119,9 @@ struct State {
     topics: BTreeMap<String, BTreeMap<String, TopicMeta>>,
     /// tenant → group → committed offsets, sorted by (topic, partition).
     groups: BTreeMap<String, BTreeMap<String, Vec<GroupOffset>>>,
+    /// log partition key → its segments in the bucket, in offset order.
+    #[serde(default)]
+    manifests: BTreeMap<String, Vec<RemoteSegmentRef>>,
 }
 
 impl State {
@@ -367,6 +413,79 @@ impl MetadataStore for LocalMetadataStore {
             }
             Ok(removed.is_some_and(|offsets| !offsets.is_empty()))
         })
+    }
+
+    async fn manifest(&self, partition: &str) -> Result<Vec<RemoteSegmentRef>, ApiError> {
+        Ok(self
+            .state
+            .lock()
+            .manifests
+            .get(partition)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn manifests(&self) -> Result<BTreeMap<String, Vec<RemoteSegmentRef>>, ApiError> {
+        Ok(self.state.lock().manifests.clone())
+    }
+
+    async fn commit_segment(
+        &self,
+        partition: &str,
+        segment: RemoteSegmentRef,
+    ) -> Result<(), ApiError> {
+        self.update(|s| {
+            let manifest = s.manifests.entry(partition.to_string()).or_default();
+            if manifest.iter().any(|m| m.key == segment.key) {
+                return Ok(());
+            }
+            if let Some(last) = manifest.last()
+                && last.end_offset != segment.base_offset
+            {
+                return Err(ApiError::new(
+                    ErrorCode::Internal,
+                    format!(
+                        "segment {}..{} does not continue the manifest of {partition}, which ends at {}",
+                        segment.base_offset, segment.end_offset, last.end_offset
+                    ),
+                ));
+            }
+            manifest.push(segment);
+            Ok(())
+        })
+    }
+
+    async fn remove_segments_below(
+        &self,
+        partition: &str,
+        offset: u64,
+    ) -> Result<Vec<RemoteSegmentRef>, ApiError> {
+        let any = self
+            .state
+            .lock()
+            .manifests
+            .get(partition)
+            .is_some_and(|m| m.first().is_some_and(|f| f.end_offset <= offset));
+        if !any {
+            return Ok(Vec::new());
+        }
+        self.update(|s| {
+            let Some(manifest) = s.manifests.get_mut(partition) else {
+                return Ok(Vec::new());
+            };
+            let keep = manifest
+                .iter()
+                .position(|m| m.end_offset > offset)
+                .unwrap_or(manifest.len());
+            Ok(manifest.drain(..keep).collect())
+        })
+    }
+
+    async fn drop_manifest(&self, partition: &str) -> Result<Vec<RemoteSegmentRef>, ApiError> {
+        if !self.state.lock().manifests.contains_key(partition) {
+            return Ok(Vec::new());
+        }
+        self.update(|s| Ok(s.manifests.remove(partition).unwrap_or_default()))
     }
 }
 

@@ -1,9 +1,12 @@
-//! Retention enforcement.
+//! Retention enforcement, across both tiers.
 //!
 //! As Kafka, retention deletes whole sealed segments only, oldest first, by
 //! moving the partition's start offset to the end of the last segment that
 //! goes: the active segment is never deleted, so a partition that is
-//! written to slowly keeps its newest data however old it gets.
+//! written to slowly keeps its newest data however old it gets. The
+//! segments considered are the bucket's (below the local copy) and the
+//! local ones: the start offset advances first (readers see the new range
+//! at once), then the expired segments leave the manifest, then the bucket.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +19,9 @@ use tracing::{debug, info, warn};
 use crate::broker::{now_ms, partition_key};
 use crate::config::TopicConfig;
 use crate::metadata::MetadataStore;
+use crate::tiering::Tier;
+use crate::tiering::policy::whole_log;
+use object_store::ObjectStoreExt;
 
 /// What retention deletes from one partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +98,7 @@ pub(crate) fn plan(
 pub(crate) fn spawn(
     log: Arc<Log>,
     meta: Arc<dyn MetadataStore>,
+    tier: Arc<Tier>,
     interval: Duration,
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
@@ -110,14 +117,19 @@ pub(crate) fn spawn(
             if *stop.borrow() {
                 break;
             }
-            enforce(&log, meta.as_ref(), &stop).await;
+            enforce(&log, meta.as_ref(), &tier, &stop).await;
         }
         debug!("retention task stopped");
     })
 }
 
 /// One pass over every partition of every topic; ends early once `stop` turns true.
-pub(crate) async fn enforce(log: &Log, meta: &dyn MetadataStore, stop: &watch::Receiver<bool>) {
+pub(crate) async fn enforce(
+    log: &Log,
+    meta: &dyn MetadataStore,
+    tier: &Tier,
+    stop: &watch::Receiver<bool>,
+) {
     let tenants = match meta.tenants().await {
         Ok(t) => t,
         Err(e) => {
@@ -141,11 +153,27 @@ pub(crate) async fn enforce(log: &Log, meta: &dyn MetadataStore, stop: &watch::R
                 let key = partition_key(&topic, partition);
                 // A topic being created or deleted may lack its partitions for a moment.
                 let Ok(p) = log.partition(&key) else { continue };
-                let start = p.offsets().log_start;
-                let Some(plan) = plan(&p.segments(), start, &topic.config, now_ms()) else {
+                let offsets = p.offsets();
+                let start = offsets.log_start;
+                let manifest = match meta.manifest(&key).await {
+                    Ok(m) => m,
+                    Err(e) => {
+                        warn!(partition = key, error = %e, "retention: cannot read the manifest");
+                        continue;
+                    }
+                };
+                // A crash between advancing the start offset and trimming the
+                // manifest leaves entries below the start: finish the job.
+                delete_remote_below(meta, tier, &key, start).await;
+                let segments = whole_log(&manifest, &p.segments(), offsets.local_start);
+                let Some(plan) = plan(&segments, start, &topic.config, now_ms()) else {
                     continue;
                 };
-                match p.advance_start_offset(plan.new_start).await {
+                let advanced = p.advance_start_offset(plan.new_start).await;
+                if advanced.is_ok() {
+                    delete_remote_below(meta, tier, &key, plan.new_start).await;
+                }
+                match advanced {
                     Ok(()) => info!(
                         tenant,
                         topic = topic.name,
@@ -166,6 +194,39 @@ pub(crate) async fn enforce(log: &Log, meta: &dyn MetadataStore, stop: &watch::R
             }
         }
     }
+}
+
+/// Removes the manifest entries that end at or below `offset`, then their objects.
+async fn delete_remote_below(meta: &dyn MetadataStore, tier: &Tier, key: &str, offset: u64) {
+    let removed = match meta.remove_segments_below(key, offset).await {
+        Ok(r) => r,
+        Err(e) => {
+            warn!(partition = key, error = %e, "retention: cannot trim the manifest");
+            return;
+        }
+    };
+    if removed.is_empty() {
+        return;
+    }
+    let keys: Vec<String> = removed.iter().map(|r| r.key.clone()).collect();
+    tier.forget(&keys);
+    let store = tier.handle.store();
+    for k in &keys {
+        let path = object_store::path::Path::from(k.as_str());
+        match store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                debug!(key = k, "retention deleted a segment object")
+            }
+            // The orphan collector gets it later.
+            Err(e) => warn!(key = k, error = %e, "retention: cannot delete a segment object"),
+        }
+    }
+    info!(
+        partition = key,
+        objects = keys.len(),
+        below = offset,
+        "retention deleted segment objects"
+    );
 }
 
 #[cfg(test)]

@@ -64,6 +64,43 @@ pub struct ServerArgs {
     /// Longest a read may long-poll, e.g. `30s` [default: 30s].
     #[arg(long, env = "STRATA_MAX_WAIT", value_parser = humantime::parse_duration)]
     pub max_wait: Option<Duration>,
+    /// Object storage for sealed segments: `file:///DIR`, `s3://BUCKET[/PREFIX]`
+    /// (credentials, region and endpoint from the AWS_* variables) [default: DATA_DIR/objects].
+    #[arg(long, env = "STRATA_OBJECT_STORE")]
+    pub object_store: Option<String>,
+    /// How often sealed segments are uploaded, e.g. `1s` [default: 1s].
+    #[arg(long, env = "STRATA_OFFLOAD_INTERVAL", value_parser = humantime::parse_duration)]
+    pub offload_interval: Option<Duration>,
+    /// Segment uploads at once [default: 4].
+    #[arg(long, env = "STRATA_OFFLOAD_CONCURRENCY")]
+    pub offload_concurrency: Option<usize>,
+    /// Producers get a retryable error while more than this many bytes wait
+    /// for upload; 0: no limit [default: 17179869184].
+    #[arg(long, env = "STRATA_LOCAL_DISK_BUDGET_BYTES")]
+    pub local_disk_budget_bytes: Option<u64>,
+    /// Default for topics: uploaded segments leave local disk after this many
+    /// ms; -2: the topic's retention_ms [default: 600000].
+    #[arg(long, env = "STRATA_LOCAL_RETENTION_MS", allow_hyphen_values = true)]
+    pub local_retention_ms: Option<i64>,
+    /// Default for topics: uploaded segments leave local disk while a partition
+    /// holds more; -1: no limit, -2: the topic's retention_bytes [default: -1].
+    #[arg(long, env = "STRATA_LOCAL_RETENTION_BYTES", allow_hyphen_values = true)]
+    pub local_retention_bytes: Option<i64>,
+    /// Objects no manifest names are deleted once older than this, e.g. `1h` [default: 1h].
+    #[arg(long, env = "STRATA_ORPHAN_GRACE", value_parser = humantime::parse_duration)]
+    pub orphan_grace: Option<Duration>,
+    /// How often orphaned objects are looked for, e.g. `5m` [default: 5m].
+    #[arg(long, env = "STRATA_GC_INTERVAL", value_parser = humantime::parse_duration)]
+    pub gc_interval: Option<Duration>,
+    /// Memory for cached segment blocks read from the bucket, in bytes [default: 268435456].
+    #[arg(long, env = "STRATA_CACHE_MEMORY_BYTES")]
+    pub cache_memory_bytes: Option<u64>,
+    /// Local disk for cached segment blocks, in bytes; 0: memory only [default: 4294967296].
+    #[arg(long, env = "STRATA_CACHE_DISK_BYTES")]
+    pub cache_disk_bytes: Option<u64>,
+    /// Blocks fetched ahead of a sequential reader of the bucket [default: 8].
+    #[arg(long, env = "STRATA_READ_AHEAD_BLOCKS")]
+    pub read_ahead_blocks: Option<usize>,
     /// Address of the Kafka wire-protocol listener, or `off` [default: 127.0.0.1:9092].
     #[arg(long, env = "STRATA_KAFKA_LISTEN")]
     pub kafka_listen: Option<String>,
@@ -101,6 +138,17 @@ struct FileConfig {
     max_commit_bytes: Option<usize>,
     journal_file_bytes: Option<u64>,
     max_wait: Option<String>,
+    object_store: Option<String>,
+    offload_interval: Option<String>,
+    offload_concurrency: Option<usize>,
+    local_disk_budget_bytes: Option<u64>,
+    local_retention_ms: Option<i64>,
+    local_retention_bytes: Option<i64>,
+    orphan_grace: Option<String>,
+    gc_interval: Option<String>,
+    cache_memory_bytes: Option<u64>,
+    cache_disk_bytes: Option<u64>,
+    read_ahead_blocks: Option<usize>,
     kafka_listen: Option<String>,
     kafka_advertised_host: Option<String>,
     kafka_advertised_port: Option<u16>,
@@ -206,6 +254,46 @@ impl ServerArgs {
         }
         if let Some(v) = duration(self.max_wait, "max_wait", &file.max_wait)? {
             broker.max_wait = v;
+        }
+        let tier = &mut broker.tier;
+        tier.object_store = self.object_store.or(file.object_store);
+        if let Some(v) = duration(
+            self.offload_interval,
+            "offload_interval",
+            &file.offload_interval,
+        )? {
+            tier.offload_interval = v;
+        }
+        if let Some(v) = self.offload_concurrency.or(file.offload_concurrency) {
+            anyhow::ensure!(v >= 1, "offload_concurrency must be at least 1");
+            tier.offload_concurrency = v;
+        }
+        if let Some(v) = self
+            .local_disk_budget_bytes
+            .or(file.local_disk_budget_bytes)
+        {
+            tier.local_disk_budget_bytes = v;
+        }
+        if let Some(v) = duration(self.orphan_grace, "orphan_grace", &file.orphan_grace)? {
+            tier.orphan_grace = v;
+        }
+        if let Some(v) = duration(self.gc_interval, "gc_interval", &file.gc_interval)? {
+            tier.gc_interval = v;
+        }
+        if let Some(v) = self.cache_memory_bytes.or(file.cache_memory_bytes) {
+            tier.cache_memory_bytes = v;
+        }
+        if let Some(v) = self.cache_disk_bytes.or(file.cache_disk_bytes) {
+            tier.cache_disk_bytes = v;
+        }
+        if let Some(v) = self.read_ahead_blocks.or(file.read_ahead_blocks) {
+            tier.read_ahead_blocks = v;
+        }
+        if let Some(v) = self.local_retention_ms.or(file.local_retention_ms) {
+            broker.default_topic.local_retention_ms = v;
+        }
+        if let Some(v) = self.local_retention_bytes.or(file.local_retention_bytes) {
+            broker.default_topic.local_retention_bytes = v;
         }
         if broker.max_record_bytes == 0 || broker.max_record_bytes > broker.max_request_bytes {
             anyhow::bail!("max_record_bytes must be between 1 and max_request_bytes");

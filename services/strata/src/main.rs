@@ -24,7 +24,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a Strata node.
-    Server(config::ServerArgs),
+    Server(Box<config::ServerArgs>),
     /// Manage tenants.
     Tenant(cli::tenant::TenantArgs),
     /// Manage topics.
@@ -53,7 +53,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Server(args) => server::run(args).await,
+            Command::Server(args) => server::run(*args).await,
             Command::Tenant(args) => cli::tenant::run(args).await,
             Command::Topic(args) => cli::topic::run(args).await,
             Command::Produce(args) => cli::produce::run(args).await,

@@ -616,6 +616,10 @@ async fn http_bad_input_gets_its_error_and_changes_nothing() {
         json_case("PATCH", t, r#"{"config":{"retention_bytes":-7}}"#, 400, "invalid_config"),
         json_case("PATCH", t, r#"{"config":{"segment_bytes":1}}"#, 400, "invalid_config"),
         json_case("PATCH", t, r#"{"config":{"retention_ms":5,"segment_ms":0}}"#, 400, "invalid_config"),
+        json_case("POST", topics, r#"{"name":"x","config":{"local_retention_ms":-3}}"#, 400, "invalid_config")
+            .details(json!({ "field": "local_retention_ms", "value": -3 })),
+        json_case("PATCH", t, r#"{"config":{"local_retention_bytes":-3}}"#, 400, "invalid_config")
+            .details(json!({ "field": "local_retention_bytes", "value": -3 })),
         // Bad path and query parameters.
         get("GET", format!("{t}/partitions/abc/records"), 400, "bad_request"),
         get("GET", format!("{t}/partitions/-1/records"), 400, "bad_request"),
@@ -860,6 +864,11 @@ async fn grpc_bad_input_gets_its_status_and_changes_nothing() {
             tenant: String::new(),
             topic: "t".into(),
             config: Some(proto::TopicConfig { retention_ms: Some(5), retention_bytes: Some(-7), ..Default::default() }),
+        }), tonic::Code::InvalidArgument, ErrorCode::InvalidConfig, None),
+        ("AlterTopic local_retention_ms -3", Call::AlterTopic(proto::AlterTopicRequest {
+            tenant: String::new(),
+            topic: "t".into(),
+            config: Some(proto::TopicConfig { local_retention_ms: Some(-3), ..Default::default() }),
         }), tonic::Code::InvalidArgument, ErrorCode::InvalidConfig, None),
         ("AlterTopic missing", Call::AlterTopic(proto::AlterTopicRequest {
             tenant: String::new(),

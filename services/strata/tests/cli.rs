@@ -296,6 +296,8 @@ fn topic_create_list_describe_alter_delete() {
             "3",
             "--config",
             "retention_ms=3600000",
+            "--config",
+            "local.retention.ms=-2",
         ],
     );
     let created = lines(&created);
@@ -335,22 +337,45 @@ fn topic_create_list_describe_alter_delete() {
     assert_eq!(described["name"], json!("orders"));
     assert_eq!(described["partitions"], json!(3));
     assert_eq!(described["config"]["retention_ms"], json!(3_600_000));
+    assert_eq!(described["config"]["local_retention_ms"], json!(-2));
+    assert_eq!(described["config"]["local_retention_bytes"], json!(-1));
+    let empty = |partition: u32| {
+        json!({
+            "partition": partition, "start_offset": 0, "end_offset": 0,
+            "local_start_offset": 0, "local_bytes": 0,
+            "remote_start_offset": 0, "remote_end_offset": 0,
+            "remote_bytes": 0, "remote_segments": 0,
+            "offload_lag_bytes": 0, "offload_lag_ms": 0,
+        })
+    };
     assert_eq!(
         described["partition_info"],
-        json!([
-            {"partition": 0, "start_offset": 0, "end_offset": 0},
-            {"partition": 1, "start_offset": 0, "end_offset": 0},
-            {"partition": 2, "start_offset": 0, "end_offset": 0},
-        ])
+        json!([empty(0), empty(1), empty(2)])
     );
     let human = ok_quiet(&server, &["topic", "describe", "orders"]);
+    assert!(
+        lines(&human)[3].contains(" local_retention_ms=-2 local_retention_bytes=-1"),
+        "{human:?}"
+    );
+    let row = |p: &'static str| vec![p, "0", "0", "0..0", "0", "0..0", "0", "0", "0", "0.0"];
     assert_eq!(
         cells(&human)[4..],
         [
-            vec!["PARTITION", "START_OFFSET", "END_OFFSET"],
-            vec!["0", "0", "0"],
-            vec!["1", "0", "0"],
-            vec!["2", "0", "0"],
+            vec![
+                "PARTITION",
+                "START_OFFSET",
+                "END_OFFSET",
+                "LOCAL_OFFSETS",
+                "LOCAL_BYTES",
+                "REMOTE_OFFSETS",
+                "REMOTE_BYTES",
+                "REMOTE_SEGMENTS",
+                "OFFLOAD_LAG_BYTES",
+                "OFFLOAD_LAG_SECS",
+            ],
+            row("0"),
+            row("1"),
+            row("2"),
         ]
     );
 
@@ -369,18 +394,24 @@ fn topic_create_list_describe_alter_delete() {
             "alter",
             "orders",
             "--config",
-            "retention_ms=7200000",
+            "retention_ms=7200000,local_retention_bytes=1GiB",
             "--output",
             "json",
         ],
     ));
     assert_eq!(altered["config"]["retention_ms"], json!(7_200_000));
+    assert_eq!(
+        altered["config"]["local_retention_bytes"],
+        json!(1u64 << 30)
+    );
+    assert_eq!(altered["config"]["local_retention_ms"], json!(-2));
     let after = json_of(&ok_quiet(
         &server,
         &["topic", "describe", "orders", "--output", "json"],
     ));
     let mut expected = described.clone();
     expected["config"]["retention_ms"] = json!(7_200_000);
+    expected["config"]["local_retention_bytes"] = json!(1u64 << 30);
     assert_eq!(after, expected);
     let human = ok_quiet(&server, &["topic", "describe", "orders"]);
     assert!(
@@ -392,6 +423,19 @@ fn topic_create_list_describe_alter_delete() {
         &["topic", "alter", "orders", "--config", "colour=blue"],
         None,
         "error: invalid_config: ",
+    );
+    // The server's range check, under the CLI's name for the field.
+    fails(
+        &server,
+        &[
+            "topic",
+            "alter",
+            "orders",
+            "--config",
+            "local.retention.ms=-3",
+        ],
+        None,
+        "error: invalid_config: invalid topic config: local_retention_ms is -3",
     );
 
     assert_eq!(

@@ -380,8 +380,17 @@ impl Committer {
         frame::encode_control(&mut self.buf, id, &op);
         self.write_durably()?;
         match (existing, op) {
-            (None, ControlOp::Create { key, config }) => {
-                let meta = PartitionMeta::new(id, key.clone(), config);
+            (
+                None,
+                ControlOp::Create {
+                    key,
+                    config,
+                    start_offset,
+                    log_start,
+                },
+            ) => {
+                let meta =
+                    PartitionMeta::starting_at(id, key.clone(), config, log_start, start_offset);
                 let partition = PartitionShared::new(PartitionState::new(meta));
                 self.next_partition_id += 1;
                 self.by_id.insert(id, partition.clone());

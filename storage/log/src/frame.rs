@@ -62,6 +62,13 @@ pub(crate) enum ControlOp {
     Create {
         key: String,
         config: SegmentConfig,
+        /// The partition's first local offset: 0, or where its history in
+        /// object storage ends when the local log is rebuilt without it.
+        #[serde(default)]
+        start_offset: u64,
+        /// The partition's first offset in any tier (at most `start_offset`).
+        #[serde(default)]
+        log_start: u64,
     },
     Delete,
     /// Drop everything at and after this offset (a batch boundary). The

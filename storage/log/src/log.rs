@@ -160,12 +160,28 @@ impl Log {
         key: &str,
         config: Option<SegmentConfig>,
     ) -> Result<Partition> {
+        self.create_partition_at(key, config, 0, 0).await
+    }
+
+    /// Creates a partition whose first local offset (and next offset) is
+    /// `start_offset` and whose log start offset is `log_start` (at most
+    /// `start_offset`): the local log of a partition whose history from
+    /// `log_start` up to `start_offset` lives in object storage.
+    pub async fn create_partition_at(
+        &self,
+        key: &str,
+        config: Option<SegmentConfig>,
+        log_start: u64,
+        start_offset: u64,
+    ) -> Result<Partition> {
         validate_key(key)?;
         let config = config.unwrap_or(self.shared.config.default_segment);
         validate_segment_config(&config)?;
         let op = ControlOp::Create {
             key: key.to_string(),
             config,
+            start_offset,
+            log_start: log_start.min(start_offset),
         };
         self.control(
             ControlTarget::New {

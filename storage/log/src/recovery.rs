@@ -200,10 +200,21 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered> {
                 state.apply_run(appended).map_err(&corrupt)?;
             }
             Frame::Control { partition, op } => match op {
-                frame::ControlOp::Create { key, config } => {
+                frame::ControlOp::Create {
+                    key,
+                    config,
+                    start_offset,
+                    log_start,
+                } => {
                     states.insert(
                         partition,
-                        PartitionState::new(PartitionMeta::new(partition, key, config)),
+                        PartitionState::new(PartitionMeta::starting_at(
+                            partition,
+                            key,
+                            config,
+                            log_start,
+                            start_offset,
+                        )),
                     );
                     next_partition_id = next_partition_id.max(partition + 1);
                 }

@@ -70,15 +70,28 @@ pub(crate) struct PartitionMeta {
 }
 
 impl PartitionMeta {
+    #[cfg(test)]
     pub fn new(id: u64, key: String, config: SegmentConfig) -> Self {
+        Self::starting_at(id, key, config, 0, 0)
+    }
+
+    /// A partition whose first local offset is `start` (nothing below it
+    /// exists locally; from `log_start` up to it, another tier holds the data).
+    pub fn starting_at(
+        id: u64,
+        key: String,
+        config: SegmentConfig,
+        log_start: u64,
+        start: u64,
+    ) -> Self {
         PartitionMeta {
             id,
             key,
             config,
-            log_start: 0,
-            local_start: 0,
-            next_offset: 0,
-            segments: vec![SegmentInfo::empty_at(0)],
+            log_start: log_start.min(start),
+            local_start: start,
+            next_offset: start,
+            segments: vec![SegmentInfo::empty_at(start)],
             epochs: Vec::new(),
         }
     }

@@ -155,3 +155,36 @@ async fn rolls_files_and_reopens_from_footers() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_partition_can_start_past_zero() {
+    // The local log of a partition whose history 40..100 is in object storage.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = Log::open(dir.path(), LogConfig::default()).unwrap();
+        let p = log
+            .create_partition_at("default/restored/0", None, 40, 100)
+            .await
+            .unwrap();
+        let o = p.offsets();
+        assert_eq!((o.log_start, o.local_start, o.end), (40, 100, 100));
+        let a = p
+            .append(batch(&["a", "b"], 1), AppendOptions::default())
+            .await
+            .unwrap();
+        assert_eq!((a.base_offset, a.next_offset), (100, 102));
+        assert!(matches!(
+            p.read(99, 1 << 20).await,
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        log.close();
+    }
+    let log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    let p = log.partition("default/restored/0").unwrap();
+    let o = p.offsets();
+    assert_eq!((o.log_start, o.local_start, o.end), (40, 100, 102));
+    assert_eq!(
+        values(&p.read(100, 1 << 20).await.unwrap()),
+        [(100, "a".to_string()), (101, "b".to_string())]
+    );
+}

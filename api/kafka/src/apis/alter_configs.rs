@@ -288,6 +288,7 @@ mod tests {
             &[
                 ("retention.ms", 1, None),
                 ("max.message.bytes", 0, Some("2048")),
+                ("local.retention.bytes", 0, Some("1073741824")),
             ],
         );
 
@@ -320,6 +321,7 @@ mod tests {
             TopicConfig {
                 segment_ms: 5678,
                 max_message_bytes: 2048,
+                local_retention_bytes: 1 << 30,
                 ..defaults
             }
         );

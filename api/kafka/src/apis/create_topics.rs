@@ -212,7 +212,11 @@ mod tests {
             request(
                 vec![
                     config(topic("a", -1, -1), "retention.ms", Some("60000")),
-                    config(topic("b", 3, 1), "cleanup.policy", Some("delete")),
+                    config(
+                        config(topic("b", 3, 1), "cleanup.policy", Some("delete")),
+                        "local.retention.ms",
+                        Some("-2"),
+                    ),
                 ],
                 false,
             ),
@@ -232,6 +236,18 @@ mod tests {
         assert_eq!(retention.config_source, topic_configs::SOURCE_DYNAMIC_TOPIC);
         assert!(configs.iter().any(|c| &*c.name == "segment.bytes"));
         assert_eq!(created.topics[1].num_partitions, 3);
+        let b = shared.broker.topic_meta("default", "b").await.unwrap();
+        assert_eq!(b.config.local_retention_ms, -2);
+        assert_eq!(
+            b.config.effective_local_retention_ms(),
+            b.config.retention_ms
+        );
+        let local = created.topics[1].configs.as_ref().unwrap();
+        let local = local
+            .iter()
+            .find(|c| &*c.name == "local.retention.ms")
+            .unwrap();
+        assert_eq!(local.value.as_deref(), Some("-2"));
         for v in 2..=7 {
             encodes(
                 ApiKey::CreateTopics,
@@ -261,6 +277,7 @@ mod tests {
                     config(topic("i", 1, 1), "retention.ms", None),
                     topic("j", 1, 1),
                     topic("j", 1, 1),
+                    config(topic("k", 1, 1), "local.retention.bytes", Some("-3")),
                 ],
                 false,
             ),
@@ -269,12 +286,17 @@ mod tests {
         .await;
         assert_eq!(
             codes(&failed),
-            vec![36, 17, 38, 38, 37, 37, 42, 40, 40, 40, 40, 42, 42]
+            vec![36, 17, 38, 38, 37, 37, 42, 40, 40, 40, 40, 42, 42, 40]
         );
         let message = |i: usize| failed.topics[i].error_message.as_deref().unwrap_or("");
         assert!(message(2).contains("larger than the 1 available broker"));
         assert!(message(7).contains("compaction is not supported"));
         assert!(message(9).contains("segment.bytes is 1"), "{}", message(9));
+        assert!(
+            message(13).contains("local.retention.bytes is -3"),
+            "{}",
+            message(13)
+        );
         for v in 2..=7 {
             encodes(
                 ApiKey::CreateTopics,

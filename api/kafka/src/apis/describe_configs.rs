@@ -147,7 +147,7 @@ fn broker(shared: &Shared, name: &str) -> Result<Vec<Described>, Failure> {
     }
     let topic = shared.broker.config().default_topic;
     let ms = |d: std::time::Duration| d.as_millis().to_string();
-    let settings: [(&'static str, String, i8, &'static str); 15] = [
+    let settings: [(&'static str, String, i8, &'static str); 17] = [
         (
             "auto.create.topics.enable",
             config.auto_create_topics.to_string(),
@@ -189,6 +189,18 @@ fn broker(shared: &Shared, name: &str) -> Result<Vec<Described>, Failure> {
             "delete".into(),
             TYPE_LIST,
             "Old data is deleted by retention; topics are never compacted.",
+        ),
+        (
+            "log.local.retention.bytes",
+            topic.local_retention_bytes.to_string(),
+            TYPE_LONG,
+            "Default local.retention.bytes of topics.",
+        ),
+        (
+            "log.local.retention.ms",
+            topic.local_retention_ms.to_string(),
+            TYPE_LONG,
+            "Default local.retention.ms of topics.",
         ),
         (
             "log.retention.bytes",
@@ -279,6 +291,7 @@ mod tests {
         let f = fixture().await;
         let patch = TopicConfigPatch {
             retention_ms: Some(1234),
+            local_retention_ms: Some(-2),
             ..TopicConfigPatch::default()
         };
         f.shared
@@ -293,7 +306,11 @@ mod tests {
                 resource(2, "t", None),
                 resource(2, "t", Some(vec!["retention.ms", "cleanup.policy", "nope"])),
                 resource(2, "missing", None),
-                resource(4, "0", Some(vec!["num.partitions"])),
+                resource(
+                    4,
+                    "0",
+                    Some(vec!["num.partitions", "log.local.retention.ms"]),
+                ),
                 resource(4, "", None),
                 resource(4, "7", None),
                 resource(3, "group", None),
@@ -321,15 +338,35 @@ mod tests {
         assert!(retention.documentation.is_some());
         let segment = all.iter().find(|c| &*c.name == "segment.bytes").unwrap();
         assert_eq!(segment.config_source, SOURCE_DEFAULT);
+        let local = all
+            .iter()
+            .find(|c| &*c.name == "local.retention.ms")
+            .unwrap();
+        assert_eq!(local.value.as_deref(), Some("-2"));
+        assert_eq!(local.config_source, SOURCE_DYNAMIC_TOPIC);
+        assert_eq!(local.config_type, TYPE_LONG);
+        assert_eq!(&*local.synonyms[1].name, "log.local.retention.ms");
+        assert_eq!(local.synonyms[1].value.as_deref(), Some("600000"));
+        let local = all
+            .iter()
+            .find(|c| &*c.name == "local.retention.bytes")
+            .unwrap();
+        assert_eq!(
+            (local.value.as_deref(), local.config_source),
+            (Some("-1"), SOURCE_DEFAULT)
+        );
 
         let filtered: Vec<&str> = r.results[1].configs.iter().map(|c| &*c.name).collect();
         assert_eq!(filtered, vec!["cleanup.policy", "retention.ms"]);
 
         let broker = &r.results[3].configs;
-        assert_eq!(broker.len(), 1);
-        assert_eq!(broker[0].value.as_deref(), Some("2"));
-        assert!(broker[0].read_only);
-        assert_eq!(broker[0].config_source, SOURCE_STATIC_BROKER);
+        assert_eq!(broker.len(), 2);
+        assert_eq!(&*broker[0].name, "log.local.retention.ms");
+        assert_eq!(broker[0].value.as_deref(), Some("600000"));
+        assert_eq!(&*broker[1].name, "num.partitions");
+        assert_eq!(broker[1].value.as_deref(), Some("2"));
+        assert!(broker[1].read_only);
+        assert_eq!(broker[1].config_source, SOURCE_STATIC_BROKER);
         assert!(!r.results[4].configs.is_empty());
 
         // Without synonyms and documentation, neither is sent.

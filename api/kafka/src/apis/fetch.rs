@@ -15,18 +15,19 @@ use bytes::{Bytes, BytesMut};
 use futures::future::select_all;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
-use strata_broker::api_error_from_log;
+use strata_broker::TopicMeta;
 use strata_log::{Partition, batch};
 
 use crate::context::Shared;
 use crate::errors;
 
-/// One requested partition.
+/// One requested partition: its topic, number and log partition, or the
+/// error code that answers it.
 struct Wanted {
     index: i32,
     offset: i64,
     max_bytes: usize,
-    partition: Result<Partition, i16>,
+    partition: Result<(TopicMeta, u32, Partition), i16>,
 }
 
 /// What a partition contributes to the response.
@@ -57,7 +58,10 @@ pub(crate) async fn handle(
                     Err(e) => Err(errors::code(e)),
                     Ok(meta) => u32::try_from(p.partition)
                         .ok()
-                        .and_then(|i| shared.broker.log_partition(meta, i).ok())
+                        .and_then(|i| {
+                            let log = shared.broker.log_partition(meta, i).ok()?;
+                            Some((meta.clone(), i, log))
+                        })
                         .ok_or(errors::UNKNOWN_TOPIC_OR_PARTITION),
                 },
             })
@@ -75,9 +79,9 @@ pub(crate) async fn handle(
         let watches: Vec<_> = topics
             .iter()
             .flat_map(|(_, ps)| ps.iter())
-            .filter_map(|w| w.partition.as_ref().ok().map(|p| p.watch_end()))
+            .filter_map(|w| w.partition.as_ref().ok().map(|(_, _, p)| p.watch_end()))
             .collect();
-        let found = read_all(&topics, response_budget).await;
+        let found = read_all(shared, &topics, response_budget).await;
         let bytes: usize = found
             .iter()
             .flatten()
@@ -99,14 +103,18 @@ pub(crate) async fn handle(
     }
 }
 
-async fn read_all(topics: &[(TopicName, Vec<Wanted>)], budget: usize) -> Vec<Vec<Found>> {
+async fn read_all(
+    shared: &Shared,
+    topics: &[(TopicName, Vec<Wanted>)],
+    budget: usize,
+) -> Vec<Vec<Found>> {
     let mut left = budget;
     let mut first = true;
     let mut out = Vec::with_capacity(topics.len());
     for (_, partitions) in topics {
         let mut found = Vec::with_capacity(partitions.len());
         for wanted in partitions {
-            let f = read_one(wanted, left, first).await;
+            let f = read_one(shared, wanted, left, first).await;
             if let Some(r) = &f.records {
                 left = left.saturating_sub(r.len());
                 first = false;
@@ -118,8 +126,8 @@ async fn read_all(topics: &[(TopicName, Vec<Wanted>)], budget: usize) -> Vec<Vec
     out
 }
 
-async fn read_one(wanted: &Wanted, budget: usize, first: bool) -> Found {
-    let p = match &wanted.partition {
+async fn read_one(shared: &Shared, wanted: &Wanted, budget: usize, first: bool) -> Found {
+    let (topic, index, p) = match &wanted.partition {
         Ok(p) => p,
         Err(code) => {
             return Found {
@@ -148,7 +156,11 @@ async fn read_one(wanted: &Wanted, budget: usize, first: bool) -> Found {
     }
     // The log returns at least one whole batch; past the first partition
     // with data, a batch that does not fit is left for the next fetch.
-    match p.read(wanted.offset as u64, limit.max(1)).await {
+    let read = shared
+        .broker
+        .read_batches(topic, *index, p, wanted.offset as u64, limit.max(1))
+        .await;
+    match read {
         Ok(read) => {
             found.high_watermark = read.end_offset as i64;
             found.log_start = read.log_start as i64;
@@ -158,10 +170,7 @@ async fn read_one(wanted: &Wanted, budget: usize, first: bool) -> Found {
             }
             found.records = Some(concat(read.chunks, len));
         }
-        Err(e) => {
-            let e = api_error_from_log(e);
-            found.error = errors::code(&e);
-        }
+        Err(e) => found.error = errors::code(&e),
     }
     found
 }

@@ -174,6 +174,10 @@ async fn produce_partition(
             ));
         }
     };
+    // Back-pressure while the bucket is behind: a retryable error, not a full disk.
+    if let Err(e) = shared.broker.check_disk_budget() {
+        return ready(Err(from_api(&e)));
+    }
     let headers = match check_batches(&records, topic) {
         Ok(h) => h,
         Err(e) => return ready(Err(e)),

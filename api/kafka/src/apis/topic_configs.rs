@@ -58,14 +58,36 @@ impl From<ApiError> for Failure {
     /// The broker's error, with config fields under their Kafka names.
     fn from(e: ApiError) -> Failure {
         let message = if e.code == ErrorCode::InvalidConfig {
-            Field::ALL.iter().fold(e.message.clone(), |m, f| {
-                m.replace(f.strata_name(), f.kafka_name())
-            })
+            kafka_names(&e.message)
         } else {
             e.message.clone()
         };
         Failure::new(errors::code(&e), message)
     }
+}
+
+/// `message` with every field's Strata name (a whole word: `retention_ms`,
+/// not the tail of `local_retention_ms`) replaced by its Kafka name.
+fn kafka_names(message: &str) -> String {
+    fn flush(word: &mut String, out: &mut String) {
+        match Field::ALL.iter().find(|f| f.strata_name() == word.as_str()) {
+            Some(f) => out.push_str(f.kafka_name()),
+            None => out.push_str(word),
+        }
+        word.clear();
+    }
+    let mut out = String::with_capacity(message.len());
+    let mut word = String::new();
+    for c in message.chars() {
+        if c.is_ascii_alphanumeric() || c == '_' {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
 }
 
 /// The code and message of a result: `(0, None)` for success.
@@ -84,15 +106,19 @@ pub(crate) enum Field {
     SegmentBytes,
     SegmentMs,
     MaxMessageBytes,
+    LocalRetentionMs,
+    LocalRetentionBytes,
 }
 
 impl Field {
-    pub const ALL: [Field; 5] = [
+    pub const ALL: [Field; 7] = [
         Field::RetentionMs,
         Field::RetentionBytes,
         Field::SegmentBytes,
         Field::SegmentMs,
         Field::MaxMessageBytes,
+        Field::LocalRetentionMs,
+        Field::LocalRetentionBytes,
     ];
 
     pub fn get(self, c: &TopicConfig) -> i64 {
@@ -102,6 +128,8 @@ impl Field {
             Field::SegmentBytes => c.segment_bytes,
             Field::SegmentMs => c.segment_ms,
             Field::MaxMessageBytes => c.max_message_bytes,
+            Field::LocalRetentionMs => c.local_retention_ms,
+            Field::LocalRetentionBytes => c.local_retention_bytes,
         }
     }
 
@@ -112,6 +140,8 @@ impl Field {
             Field::SegmentBytes => &mut p.segment_bytes,
             Field::SegmentMs => &mut p.segment_ms,
             Field::MaxMessageBytes => &mut p.max_message_bytes,
+            Field::LocalRetentionMs => &mut p.local_retention_ms,
+            Field::LocalRetentionBytes => &mut p.local_retention_bytes,
         }
     }
 
@@ -123,6 +153,8 @@ impl Field {
             Field::SegmentBytes => "segment_bytes",
             Field::SegmentMs => "segment_ms",
             Field::MaxMessageBytes => "max_message_bytes",
+            Field::LocalRetentionMs => "local_retention_ms",
+            Field::LocalRetentionBytes => "local_retention_bytes",
         }
     }
 
@@ -157,7 +189,7 @@ pub(crate) struct Def {
 }
 
 /// Every topic config Strata knows, in the order they are described.
-pub(crate) const DEFS: [Def; 8] = [
+pub(crate) const DEFS: [Def; 10] = [
     Def {
         name: "cleanup.policy",
         value: Value::Fixed {
@@ -177,6 +209,20 @@ pub(crate) const DEFS: [Def; 8] = [
         config_type: TYPE_STRING,
         broker_name: "compression.type",
         doc: "Batches are stored as the producer compressed them.",
+    },
+    Def {
+        name: "local.retention.bytes",
+        value: Value::Field(Field::LocalRetentionBytes),
+        config_type: TYPE_LONG,
+        broker_name: "log.local.retention.bytes",
+        doc: "Per partition: segments already in remote storage are deleted from local disk while the local copy is larger; -1: no limit; -2: the value of retention.bytes.",
+    },
+    Def {
+        name: "local.retention.ms",
+        value: Value::Field(Field::LocalRetentionMs),
+        config_type: TYPE_LONG,
+        broker_name: "log.local.retention.ms",
+        doc: "Segments already in remote storage are deleted from local disk once older than this; -1: never by age; -2: the value of retention.ms.",
     },
     Def {
         name: "max.message.bytes",
@@ -413,6 +459,8 @@ pub(crate) fn patched(mut config: TopicConfig, patch: &TopicConfigPatch) -> Topi
                 Field::SegmentBytes => config.segment_bytes = v,
                 Field::SegmentMs => config.segment_ms = v,
                 Field::MaxMessageBytes => config.max_message_bytes = v,
+                Field::LocalRetentionMs => config.local_retention_ms = v,
+                Field::LocalRetentionBytes => config.local_retention_bytes = v,
             }
         }
     }
@@ -507,6 +555,8 @@ mod tests {
             ("segment.bytes", Some(" 1048576 ")),
             ("segment.ms", Some("3600000")),
             ("max.message.bytes", Some("2048")),
+            ("local.retention.ms", Some("-2")),
+            ("local.retention.bytes", Some("10737418240")),
             ("cleanup.policy", Some("delete")),
             ("compression.type", Some("producer")),
             ("min.insync.replicas", Some("1")),
@@ -520,6 +570,8 @@ mod tests {
                 segment_bytes: Some(1_048_576),
                 segment_ms: Some(3_600_000),
                 max_message_bytes: Some(2048),
+                local_retention_ms: Some(-2),
+                local_retention_bytes: Some(10 << 30),
             }
         );
         assert_eq!(create(&[]).unwrap(), TopicConfigPatch::default());
@@ -542,6 +594,16 @@ mod tests {
             create(&[("segment.bytes", Some("4294967296"))]),
             invalid,
             "type INT",
+        );
+        fails(
+            create(&[("local.retention.ms", Some("10m"))]),
+            invalid,
+            "Invalid value 10m for configuration local.retention.ms: Not a number of type LONG",
+        );
+        fails(
+            create(&[("local.retention.bytes", Some(""))]),
+            invalid,
+            "local.retention.bytes",
         );
         fails(create(&[("retention.ms", None)]), invalid, "Null value");
         fails(
@@ -584,6 +646,8 @@ mod tests {
         let topic = TopicConfig {
             retention_ms: 7,
             retention_bytes: 8,
+            local_retention_ms: -2,
+            local_retention_bytes: 9,
             ..d()
         };
         let after = patched(topic, &patch);
@@ -591,6 +655,14 @@ mod tests {
             after,
             TopicConfig {
                 segment_ms: 5000,
+                ..defaults
+            }
+        );
+        let patch = replace_patch(&defaults, [("local.retention.ms", Some("-2"))]).unwrap();
+        assert_eq!(
+            patched(topic, &patch),
+            TopicConfig {
+                local_retention_ms: -2,
                 ..defaults
             }
         );
@@ -603,6 +675,7 @@ mod tests {
         let topic = TopicConfig {
             retention_ms: 7,
             segment_ms: 9,
+            local_retention_ms: 5000,
             ..d()
         };
         let inc = |ops: &[(&'static str, i8, Option<&'static str>)]| {
@@ -613,6 +686,8 @@ mod tests {
             ("max.message.bytes", 0, Some("4096")),
             ("cleanup.policy", 2, Some("delete")),
             ("compression.type", 1, None),
+            ("local.retention.ms", 1, None),
+            ("local.retention.bytes", 0, Some("-2")),
         ])
         .unwrap();
         assert_eq!(
@@ -620,8 +695,15 @@ mod tests {
             TopicConfig {
                 retention_ms: 1000,
                 max_message_bytes: 4096,
+                local_retention_ms: d().local_retention_ms,
+                local_retention_bytes: -2,
                 ..topic
             }
+        );
+        fails(
+            inc(&[("local.retention.bytes", 2, Some("1"))]),
+            errors::INVALID_CONFIG,
+            "Config value append is not allowed for config key: local.retention.bytes",
         );
         assert!(inc(&[("cleanup.policy", 3, Some("compact"))]).is_ok());
         let invalid = errors::INVALID_CONFIG;
@@ -669,6 +751,7 @@ mod tests {
     fn describe_tells_defaults_from_topic_values() {
         let topic = TopicConfig {
             retention_ms: -1,
+            local_retention_bytes: -2,
             ..d()
         };
         let entries = describe(&topic, &d());
@@ -683,6 +766,20 @@ mod tests {
         let c = get("cleanup.policy");
         assert_eq!((c.value.as_str(), c.source), ("delete", SOURCE_DEFAULT));
         assert_eq!(c.def.config_type, TYPE_LIST);
+        let l = get("local.retention.bytes");
+        assert_eq!((l.value.as_str(), l.source), ("-2", SOURCE_DYNAMIC_TOPIC));
+        assert_eq!(l.default, "-1");
+        assert_eq!(
+            (l.def.config_type, l.def.broker_name),
+            (TYPE_LONG, "log.local.retention.bytes")
+        );
+        let l = get("local.retention.ms");
+        assert_eq!((l.value.as_str(), l.source), ("600000", SOURCE_DEFAULT));
+        assert_eq!(l.def.broker_name, "log.local.retention.ms");
+        let names: Vec<&str> = entries.iter().map(|e| e.def.name).collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        assert_eq!(names, sorted, "described in name order");
     }
 
     #[test]
@@ -696,6 +793,22 @@ mod tests {
         assert_eq!(
             f.message,
             "invalid topic config: max.message.bytes is 0, it must be between 1 and 8"
+        );
+        let f = Failure::from(ApiError::new(
+            ErrorCode::InvalidConfig,
+            "invalid topic config: local_retention_ms is -3, it must be at least -2",
+        ));
+        assert_eq!(
+            f.message,
+            "invalid topic config: local.retention.ms is -3, it must be at least -2"
+        );
+        let f = Failure::from(ApiError::new(
+            ErrorCode::InvalidConfig,
+            "invalid topic config: local_retention_bytes is -3; retention_bytes is -1",
+        ));
+        assert_eq!(
+            f.message,
+            "invalid topic config: local.retention.bytes is -3; retention.bytes is -1"
         );
         let f = Failure::from(ApiError::new(ErrorCode::TopicNotFound, "segment_ms"));
         assert_eq!(

@@ -105,7 +105,29 @@ pub(super) async fn reconcile(log: &Arc<Log>, meta: &dyn MetadataStore) -> Resul
                         p.set_segment_config(config).await.map_err(from_log)?;
                     }
                     Ok(_) => {}
-                    Err(_) => missing.push(key.clone()),
+                    Err(_) => {
+                        // History in the bucket: the local log continues after it.
+                        let manifest = meta.manifest(&key).await?;
+                        match (manifest.first(), manifest.last()) {
+                            (Some(first), Some(last)) => {
+                                info!(
+                                    key,
+                                    start = first.base_offset,
+                                    end = last.end_offset,
+                                    "restoring a partition from its manifest"
+                                );
+                                log.create_partition_at(
+                                    &key,
+                                    Some(config),
+                                    first.base_offset,
+                                    last.end_offset,
+                                )
+                                .await
+                                .map_err(from_log)?;
+                            }
+                            _ => missing.push(key.clone()),
+                        }
+                    }
                 }
                 expected.insert(key);
             }
@@ -209,16 +231,45 @@ impl Broker {
 
     pub async fn describe_topic(&self, tenant: &str, name: &str) -> Result<TopicDescription> {
         let topic = self.topic(tenant, name).await?;
-        let partitions = (0..topic.partitions)
-            .map(|partition| {
-                let offsets = self.partition(&topic, partition)?.offsets();
-                Ok(PartitionDescription {
-                    partition,
-                    start_offset: offsets.log_start,
-                    end_offset: offsets.end,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let now = now_ms();
+        let mut partitions = Vec::with_capacity(topic.partitions as usize);
+        for partition in 0..topic.partitions {
+            let p = self.partition(&topic, partition)?;
+            let offsets = p.offsets();
+            let segments = p.segments();
+            let manifest = self
+                .meta
+                .manifest(&partition_key(&topic, partition))
+                .await?;
+            let local_bytes = segments
+                .iter()
+                .filter(|s| s.end_offset > offsets.local_start)
+                .map(|s| s.bytes)
+                .sum();
+            let waiting: Vec<_> = segments
+                .iter()
+                .filter(|s| s.sealed && !s.offloaded && s.end_offset > offsets.log_start)
+                .collect();
+            let remote = manifest.iter().filter(|m| m.end_offset > offsets.log_start);
+            let (first, last) = (manifest.first(), manifest.last());
+            partitions.push(PartitionDescription {
+                partition,
+                start_offset: offsets.log_start,
+                end_offset: offsets.end,
+                local_start_offset: offsets.local_start.max(offsets.log_start),
+                local_bytes,
+                remote_start_offset: first
+                    .map_or(offsets.log_start, |f| f.base_offset.max(offsets.log_start)),
+                remote_end_offset: last.map_or(offsets.log_start, |l| l.end_offset),
+                remote_bytes: remote.clone().map(|m| m.size).sum(),
+                remote_segments: u32::try_from(remote.count()).unwrap_or(u32::MAX),
+                offload_lag_bytes: waiting.iter().map(|s| s.bytes).sum(),
+                offload_lag_ms: waiting
+                    .first()
+                    .and_then(|s| s.last_append_ms)
+                    .map_or(0, |t| now.saturating_sub(t).max(0)),
+            });
+        }
         Ok(TopicDescription { topic, partitions })
     }
 

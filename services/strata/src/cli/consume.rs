@@ -318,11 +318,13 @@ mod tests {
                 partition: 0,
                 start_offset: 2,
                 end_offset: 10,
+                ..Default::default()
             },
             proto::PartitionInfo {
                 partition: 1,
                 start_offset: 0,
                 end_offset: 5,
+                ..Default::default()
             },
         ];
         let committed = committed.iter().copied().collect();

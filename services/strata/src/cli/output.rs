@@ -106,6 +106,26 @@ pub fn topic_config_json(c: &proto::TopicConfig) -> Value {
         "segment_bytes": c.segment_bytes,
         "segment_ms": c.segment_ms,
         "max_message_bytes": c.max_message_bytes,
+        "local_retention_ms": c.local_retention_ms,
+        "local_retention_bytes": c.local_retention_bytes,
+    })
+}
+
+/// A partition as `strata topic describe --output json` prints it: the
+/// names and units of the HTTP API's `partition_info`.
+pub fn partition_json(p: &proto::PartitionInfo) -> Value {
+    json!({
+        "partition": p.partition,
+        "start_offset": p.start_offset,
+        "end_offset": p.end_offset,
+        "local_start_offset": p.local_start_offset,
+        "local_bytes": p.local_bytes,
+        "remote_start_offset": p.remote_start_offset,
+        "remote_end_offset": p.remote_end_offset,
+        "remote_bytes": p.remote_bytes,
+        "remote_segments": p.remote_segments,
+        "offload_lag_bytes": p.offload_lag_bytes,
+        "offload_lag_ms": p.offload_lag_ms,
     })
 }
 
@@ -119,11 +139,7 @@ pub fn topic_json(t: &proto::Topic) -> Value {
     if !t.partition_info.is_empty()
         && let Some(o) = obj.as_object_mut()
     {
-        let info: Vec<Value> = t
-            .partition_info
-            .iter()
-            .map(|p| json!({"partition": p.partition, "start_offset": p.start_offset, "end_offset": p.end_offset}))
-            .collect();
+        let info: Vec<Value> = t.partition_info.iter().map(partition_json).collect();
         o.insert("partition_info".into(), Value::Array(info));
     }
     obj
@@ -137,6 +153,8 @@ pub fn topic_config_human(c: &proto::TopicConfig) -> String {
         ("segment_bytes", c.segment_bytes),
         ("segment_ms", c.segment_ms),
         ("max_message_bytes", c.max_message_bytes),
+        ("local_retention_ms", c.local_retention_ms),
+        ("local_retention_bytes", c.local_retention_bytes),
     ];
     fields
         .iter()
@@ -219,12 +237,42 @@ mod tests {
             partition: 0,
             start_offset: 1,
             end_offset: 4,
+            local_start_offset: 3,
+            local_bytes: 70,
+            remote_start_offset: 1,
+            remote_end_offset: 3,
+            remote_bytes: 200,
+            remote_segments: 1,
+            offload_lag_bytes: 70,
+            offload_lag_ms: 2500,
         });
-        assert_eq!(topic_json(&t)["partition_info"][0]["end_offset"], json!(4));
+        assert_eq!(
+            topic_json(&t)["partition_info"][0],
+            json!({
+                "partition": 0, "start_offset": 1, "end_offset": 4,
+                "local_start_offset": 3, "local_bytes": 70,
+                "remote_start_offset": 1, "remote_end_offset": 3,
+                "remote_bytes": 200, "remote_segments": 1,
+                "offload_lag_bytes": 70, "offload_lag_ms": 2500,
+            })
+        );
         assert_eq!(
             topic_config_human(t.config.as_ref().unwrap_or(&Default::default())),
             "retention_ms=5"
         );
+        t.config = Some(proto::TopicConfig {
+            retention_ms: Some(5),
+            local_retention_ms: Some(-2),
+            local_retention_bytes: Some(-1),
+            ..Default::default()
+        });
+        assert_eq!(
+            topic_config_human(t.config.as_ref().unwrap_or(&Default::default())),
+            "retention_ms=5 local_retention_ms=-2 local_retention_bytes=-1"
+        );
+        let config = &topic_json(&t)["config"];
+        assert_eq!(config["local_retention_ms"], json!(-2));
+        assert_eq!(config["local_retention_bytes"], json!(-1));
     }
 
     #[test]

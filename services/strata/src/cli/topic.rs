@@ -23,16 +23,19 @@ pub enum TopicCommand {
         #[arg(long, short = 'p', default_value_t = 1)]
         partitions: u32,
         /// A config setting, `key=value` (repeatable or comma-separated): retention_ms,
-        /// retention_bytes, segment_bytes, segment_ms, max_message_bytes. Kafka's dotted
-        /// names work too; `_ms` values take durations (`7d`), `_bytes` values sizes (`64MiB`).
+        /// retention_bytes, segment_bytes, segment_ms, max_message_bytes, local_retention_ms,
+        /// local_retention_bytes (how long and how much of what is already in the bucket stays
+        /// on local disk; -2: as retention_*). Kafka's dotted names work too (`local.retention.ms`);
+        /// `_ms` values take durations (`7d`), `_bytes` values sizes (`64MiB`).
         #[arg(long = "config", short = 'c', value_name = "KEY=VALUE")]
         config: Vec<String>,
     },
     /// List the tenant's topics.
     List,
-    /// Show a topic's config and its partitions' offsets.
+    /// Show a topic's config and, per partition, its offsets, what is on local
+    /// disk and in the bucket, and the offload lag.
     Describe { name: String },
-    /// Change a topic's config.
+    /// Change a topic's config (the same `--config` keys as `create`).
     Alter {
         name: String,
         #[arg(
@@ -137,25 +140,46 @@ fn print_topic(out: &mut Out, output: Output, t: &proto::Topic) -> std::io::Resu
                 topic_config_human(&t.config.unwrap_or_default())
             ))?;
             if !t.partition_info.is_empty() {
-                let mut rows = vec![vec![
-                    "PARTITION".into(),
-                    "START_OFFSET".into(),
-                    "END_OFFSET".into(),
-                ]];
-                for p in &t.partition_info {
-                    rows.push(vec![
-                        p.partition.to_string(),
-                        p.start_offset.to_string(),
-                        p.end_offset.to_string(),
-                    ]);
-                }
-                for line in table(&rows) {
+                for line in table(&partition_rows(&t.partition_info)) {
                     out.line(line)?;
                 }
             }
             Ok(())
         }
     }
+}
+
+/// The partition table of `strata topic describe`: offsets, the local and
+/// remote (bucket) ranges with their sizes, and the offload lag.
+fn partition_rows(partitions: &[proto::PartitionInfo]) -> Vec<Vec<String>> {
+    let header = [
+        "PARTITION",
+        "START_OFFSET",
+        "END_OFFSET",
+        "LOCAL_OFFSETS",
+        "LOCAL_BYTES",
+        "REMOTE_OFFSETS",
+        "REMOTE_BYTES",
+        "REMOTE_SEGMENTS",
+        "OFFLOAD_LAG_BYTES",
+        "OFFLOAD_LAG_SECS",
+    ];
+    let mut rows = vec![header.map(String::from).to_vec()];
+    for p in partitions {
+        rows.push(vec![
+            p.partition.to_string(),
+            p.start_offset.to_string(),
+            p.end_offset.to_string(),
+            format!("{}..{}", p.local_start_offset, p.end_offset),
+            p.local_bytes.to_string(),
+            format!("{}..{}", p.remote_start_offset, p.remote_end_offset),
+            p.remote_bytes.to_string(),
+            p.remote_segments.to_string(),
+            p.offload_lag_bytes.to_string(),
+            format!("{:.1}", p.offload_lag_ms as f64 / 1000.0),
+        ]);
+    }
+    rows
 }
 
 fn print_list(out: &mut Out, output: Output, topics: &[proto::Topic]) -> std::io::Result<()> {
@@ -206,9 +230,12 @@ pub fn parse_config(settings: &[String]) -> anyhow::Result<proto::TopicConfig> {
             "segment_bytes" => &mut config.segment_bytes,
             "segment_ms" => &mut config.segment_ms,
             "max_message_bytes" => &mut config.max_message_bytes,
+            "local_retention_ms" => &mut config.local_retention_ms,
+            "local_retention_bytes" => &mut config.local_retention_bytes,
             _ => bail!(
                 "invalid_config: unknown config {key:?} (known: retention_ms, retention_bytes, \
-                 segment_bytes, segment_ms, max_message_bytes)"
+                 segment_bytes, segment_ms, max_message_bytes, local_retention_ms, \
+                 local_retention_bytes)"
             ),
         };
         let parsed = if key.ends_with("_ms") {
@@ -221,7 +248,8 @@ pub fn parse_config(settings: &[String]) -> anyhow::Result<proto::TopicConfig> {
     Ok(config)
 }
 
-/// Milliseconds: a number (`-1` for "forever") or a duration such as `7d`.
+/// Milliseconds: a number (`-1` for "forever", `-2` for "as retention_ms")
+/// or a duration such as `7d`.
 fn parse_millis(value: &str) -> anyhow::Result<i64> {
     if let Ok(n) = value.parse::<i64>() {
         return Ok(n);
@@ -231,7 +259,8 @@ fn parse_millis(value: &str) -> anyhow::Result<i64> {
     Ok(i64::try_from(d.as_millis())?)
 }
 
-/// Bytes: a number (`-1` for "no limit") or a size such as `64MiB` or `1GB`.
+/// Bytes: a number (`-1` for "no limit", `-2` for "as retention_bytes") or a
+/// size such as `64MiB` or `1GB`.
 fn parse_bytes(value: &str) -> anyhow::Result<i64> {
     if let Ok(n) = value.parse::<i64>() {
         return Ok(n);
@@ -277,7 +306,68 @@ mod tests {
         assert_eq!(c.max_message_bytes, Some(2048));
         assert_eq!(c.retention_bytes, None);
         assert_eq!(c.segment_ms, None);
+        assert_eq!(c.local_retention_ms, None);
+        assert_eq!(c.local_retention_bytes, None);
         Ok(())
+    }
+
+    #[test]
+    fn local_retention_in_every_spelling() -> anyhow::Result<()> {
+        let c = cfg(&["local_retention_ms=30m", "local.retention.bytes=10GiB"])?;
+        assert_eq!(c.local_retention_ms, Some(30 * 60 * 1000));
+        assert_eq!(c.local_retention_bytes, Some(10 << 30));
+        let c = cfg(&["local.retention.ms=-2,local-retention-bytes=-2"])?;
+        assert_eq!(c.local_retention_ms, Some(-2));
+        assert_eq!(c.local_retention_bytes, Some(-2));
+        let c = cfg(&["local.retention.ms=-1", "local_retention_bytes=1000"])?;
+        assert_eq!(c.local_retention_ms, Some(-1));
+        assert_eq!(c.local_retention_bytes, Some(1000));
+        assert_eq!(
+            c,
+            proto::TopicConfig {
+                local_retention_ms: Some(-1),
+                local_retention_bytes: Some(1000),
+                ..Default::default()
+            }
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn partition_table_shows_both_tiers_and_the_lag() {
+        let rows = partition_rows(&[proto::PartitionInfo {
+            partition: 1,
+            start_offset: 2,
+            end_offset: 30,
+            local_start_offset: 20,
+            local_bytes: 900,
+            remote_start_offset: 2,
+            remote_end_offset: 25,
+            remote_bytes: 4096,
+            remote_segments: 3,
+            offload_lag_bytes: 512,
+            offload_lag_ms: 1500,
+        }]);
+        assert_eq!(
+            rows,
+            [
+                vec![
+                    "PARTITION",
+                    "START_OFFSET",
+                    "END_OFFSET",
+                    "LOCAL_OFFSETS",
+                    "LOCAL_BYTES",
+                    "REMOTE_OFFSETS",
+                    "REMOTE_BYTES",
+                    "REMOTE_SEGMENTS",
+                    "OFFLOAD_LAG_BYTES",
+                    "OFFLOAD_LAG_SECS",
+                ],
+                vec![
+                    "1", "2", "30", "20..30", "900", "2..25", "4096", "3", "512", "1.5"
+                ],
+            ]
+        );
     }
 
     #[test]
@@ -295,6 +385,9 @@ mod tests {
         for bad in [
             "retention_ms",
             "colour=blue",
+            "local_retention=5",
+            "local_retention_ms=soon",
+            "local.retention.bytes=5XB",
             "retention_ms=soon",
             "segment_bytes=5XB",
         ] {

@@ -6,8 +6,8 @@ use std::time::Duration;
 use strata_api::proto::{self, read_request::Start};
 use strata_api::{ApiError, ErrorCode};
 use strata_broker::{
-    Acks, ConsumedRecord, GroupOffset, ProduceRecord, ReadResult, ReadStart, TopicConfigPatch,
-    TopicDescription, TopicMeta,
+    Acks, ConsumedRecord, GroupOffset, PartitionDescription, ProduceRecord, ReadResult, ReadStart,
+    TopicConfigPatch, TopicDescription, TopicMeta,
 };
 
 /// An empty tenant is the default tenant, so clients may leave the field out.
@@ -23,6 +23,8 @@ pub fn patch_from_proto(config: Option<proto::TopicConfig>) -> TopicConfigPatch 
         segment_bytes: c.segment_bytes,
         segment_ms: c.segment_ms,
         max_message_bytes: c.max_message_bytes,
+        local_retention_ms: c.local_retention_ms,
+        local_retention_bytes: c.local_retention_bytes,
     }
 }
 
@@ -38,6 +40,8 @@ pub fn topic_to_proto(meta: &TopicMeta) -> proto::Topic {
             segment_bytes: Some(c.segment_bytes),
             segment_ms: Some(c.segment_ms),
             max_message_bytes: Some(c.max_message_bytes),
+            local_retention_ms: Some(c.local_retention_ms),
+            local_retention_bytes: Some(c.local_retention_bytes),
         }),
         partition_info: Vec::new(),
     }
@@ -45,16 +49,37 @@ pub fn topic_to_proto(meta: &TopicMeta) -> proto::Topic {
 
 pub fn description_to_proto(d: &TopicDescription) -> proto::Topic {
     let mut topic = topic_to_proto(&d.topic);
-    topic.partition_info = d
-        .partitions
-        .iter()
-        .map(|p| proto::PartitionInfo {
-            partition: p.partition,
-            start_offset: p.start_offset,
-            end_offset: p.end_offset,
-        })
-        .collect();
+    topic.partition_info = d.partitions.iter().map(partition_to_proto).collect();
     topic
+}
+
+fn partition_to_proto(p: &PartitionDescription) -> proto::PartitionInfo {
+    let PartitionDescription {
+        partition,
+        start_offset,
+        end_offset,
+        local_start_offset,
+        local_bytes,
+        remote_start_offset,
+        remote_end_offset,
+        remote_bytes,
+        remote_segments,
+        offload_lag_bytes,
+        offload_lag_ms,
+    } = *p;
+    proto::PartitionInfo {
+        partition,
+        start_offset,
+        end_offset,
+        local_start_offset,
+        local_bytes,
+        remote_start_offset,
+        remote_end_offset,
+        remote_bytes,
+        remote_segments,
+        offload_lag_bytes,
+        offload_lag_ms,
+    }
 }
 
 pub fn acks_from_proto(acks: i32) -> Result<Acks, ApiError> {
@@ -158,7 +183,7 @@ pub fn append_offsets(partition: u32, base_offset: u64, count: usize) -> Vec<pro
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use strata_broker::{PartitionDescription, TopicConfig};
+    use strata_broker::TopicConfig;
 
     #[test]
     fn empty_tenant_is_default() {
@@ -180,6 +205,7 @@ mod tests {
         let patch = patch_from_proto(Some(proto::TopicConfig {
             retention_ms: Some(-1),
             segment_bytes: Some(1024),
+            local_retention_ms: Some(-2),
             ..Default::default()
         }));
         assert_eq!(
@@ -187,6 +213,18 @@ mod tests {
             TopicConfigPatch {
                 retention_ms: Some(-1),
                 segment_bytes: Some(1024),
+                local_retention_ms: Some(-2),
+                ..Default::default()
+            }
+        );
+        let patch = patch_from_proto(Some(proto::TopicConfig {
+            local_retention_bytes: Some(1 << 30),
+            ..Default::default()
+        }));
+        assert_eq!(
+            patch,
+            TopicConfigPatch {
+                local_retention_bytes: Some(1 << 30),
                 ..Default::default()
             }
         );
@@ -201,7 +239,11 @@ mod tests {
                 name: "orders".into(),
                 id: 1,
                 partitions: 2,
-                config: TopicConfig::default(),
+                config: TopicConfig {
+                    local_retention_ms: -2,
+                    local_retention_bytes: 1 << 30,
+                    ..TopicConfig::default()
+                },
                 created_ms: 0,
             },
             partitions: vec![
@@ -209,11 +251,27 @@ mod tests {
                     partition: 0,
                     start_offset: 0,
                     end_offset: 5,
+                    local_start_offset: 0,
+                    local_bytes: 300,
+                    remote_start_offset: 0,
+                    remote_end_offset: 0,
+                    remote_bytes: 0,
+                    remote_segments: 0,
+                    offload_lag_bytes: 0,
+                    offload_lag_ms: 0,
                 },
                 PartitionDescription {
                     partition: 1,
                     start_offset: 2,
-                    end_offset: 3,
+                    end_offset: 30,
+                    local_start_offset: 20,
+                    local_bytes: 900,
+                    remote_start_offset: 2,
+                    remote_end_offset: 25,
+                    remote_bytes: 4096,
+                    remote_segments: 3,
+                    offload_lag_bytes: 512,
+                    offload_lag_ms: 1500,
                 },
             ],
         };
@@ -221,9 +279,41 @@ mod tests {
         assert_eq!(t.name, "orders");
         assert_eq!(t.partitions, 2);
         assert_eq!(t.partition_info.len(), 2);
-        assert_eq!(t.partition_info[1].start_offset, 2);
+        assert_eq!(
+            t.partition_info[1],
+            proto::PartitionInfo {
+                partition: 1,
+                start_offset: 2,
+                end_offset: 30,
+                local_start_offset: 20,
+                local_bytes: 900,
+                remote_start_offset: 2,
+                remote_end_offset: 25,
+                remote_bytes: 4096,
+                remote_segments: 3,
+                offload_lag_bytes: 512,
+                offload_lag_ms: 1500,
+            }
+        );
+        assert_eq!(t.partition_info[0].local_bytes, 300);
         let c = t.config.unwrap_or_default();
         assert_eq!(c.retention_bytes, Some(-1));
+        assert_eq!(c.local_retention_ms, Some(-2));
+        assert_eq!(c.local_retention_bytes, Some(1 << 30));
+        // And back: the config read from a topic, sent as a patch, sets every field to it.
+        let config = d.topic.config;
+        assert_eq!(
+            patch_from_proto(Some(c)),
+            TopicConfigPatch {
+                retention_ms: Some(config.retention_ms),
+                retention_bytes: Some(config.retention_bytes),
+                segment_bytes: Some(config.segment_bytes),
+                segment_ms: Some(config.segment_ms),
+                max_message_bytes: Some(config.max_message_bytes),
+                local_retention_ms: Some(-2),
+                local_retention_bytes: Some(1 << 30),
+            }
+        );
     }
 
     #[test]

@@ -93,6 +93,7 @@ async fn topics_and_error_codes() {
         partitions: 2,
         config: Some(proto::TopicConfig {
             retention_ms: Some(1000),
+            local_retention_ms: Some(-2),
             ..Default::default()
         }),
     };
@@ -103,7 +104,10 @@ async fn topics_and_error_codes() {
         .unwrap()
         .into_inner();
     assert_eq!((topic.tenant.as_str(), topic.partitions), ("default", 2));
-    assert_eq!(topic.config.unwrap().retention_ms, Some(1000));
+    let config = topic.config.unwrap();
+    assert_eq!(config.retention_ms, Some(1000));
+    assert_eq!(config.local_retention_ms, Some(-2));
+    assert_eq!(config.local_retention_bytes, Some(-1), "the default");
     let err = s.client.create_topic(req).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::AlreadyExists);
     assert_eq!(code(&err), ErrorCode::TopicAlreadyExists);
@@ -119,6 +123,14 @@ async fn topics_and_error_codes() {
         .unwrap()
         .into_inner();
     assert_eq!(t.partition_info.len(), 2);
+    assert_eq!(
+        t.partition_info[1],
+        proto::PartitionInfo {
+            partition: 1,
+            ..Default::default()
+        },
+        "an empty partition: nothing local, nothing remote, no lag"
+    );
     let missing = proto::DescribeTopicRequest {
         tenant: String::new(),
         topic: "nope".into(),
@@ -131,11 +143,15 @@ async fn topics_and_error_codes() {
         topic: "orders".into(),
         config: Some(proto::TopicConfig {
             segment_ms: Some(60_000),
+            local_retention_bytes: Some(1 << 20),
             ..Default::default()
         }),
     };
     let t = s.client.alter_topic(alter).await.unwrap().into_inner();
-    assert_eq!(t.config.unwrap().segment_ms, Some(60_000));
+    let config = t.config.unwrap();
+    assert_eq!(config.segment_ms, Some(60_000));
+    assert_eq!(config.local_retention_bytes, Some(1 << 20));
+    assert_eq!(config.local_retention_ms, Some(-2), "unchanged");
     let list = s
         .client
         .list_topics(proto::ListTopicsRequest::default())

@@ -112,8 +112,70 @@ mod tests {
             "CreateTopicRequest",
             "GroupOffsets",
             "ErrorBody",
+            "TopicConfigIn",
+            "TopicConfigOut",
+            "PartitionInfo",
+            "PartitionDetails",
         ] {
             assert!(schemas.contains_key(name), "schema {name} missing");
         }
+    }
+
+    /// The property names of schema `name`, sorted.
+    fn properties(doc: &serde_json::Value, name: &str) -> Vec<String> {
+        let schema = &doc["components"]["schemas"][name];
+        let mut names: Vec<String> = schema["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("schema {name} has no properties: {schema}"))
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The documented fields are the ones the handlers send and accept.
+    #[test]
+    fn topic_schemas_match_their_json() {
+        use super::super::topics::{PartitionDetails, TopicConfigOut};
+        use strata_broker::{PartitionDescription, TopicConfig};
+
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let keys = |v: serde_json::Value| {
+            let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            k.sort();
+            k
+        };
+        let config = serde_json::to_value(TopicConfigOut::from(TopicConfig::default())).unwrap();
+        assert_eq!(properties(&doc, "TopicConfigOut"), keys(config.clone()));
+        assert_eq!(properties(&doc, "TopicConfigIn"), keys(config));
+        for field in ["local_retention_ms", "local_retention_bytes"] {
+            assert!(
+                properties(&doc, "TopicConfigIn").iter().any(|p| p == field),
+                "{field}"
+            );
+        }
+        let partition = PartitionDetails::from(PartitionDescription {
+            partition: 0,
+            start_offset: 0,
+            end_offset: 0,
+            local_start_offset: 0,
+            local_bytes: 0,
+            remote_start_offset: 0,
+            remote_end_offset: 0,
+            remote_bytes: 0,
+            remote_segments: 0,
+            offload_lag_bytes: 0,
+            offload_lag_ms: 0,
+        });
+        let partition = serde_json::to_value(partition).unwrap();
+        assert_eq!(properties(&doc, "PartitionDetails"), keys(partition));
+        let topic = &doc["components"]["schemas"]["Topic"]["properties"]["partition_info"];
+        assert!(
+            topic
+                .to_string()
+                .contains("#/components/schemas/PartitionDetails"),
+            "{topic}"
+        );
     }
 }

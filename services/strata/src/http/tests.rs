@@ -187,7 +187,7 @@ async fn topic_crud() {
         .send(
             "POST",
             "/v1/tenants/default/topics",
-            Some(json!({ "name": "orders", "partitions": 3, "config": { "retention_ms": 60000 } })),
+            Some(json!({ "name": "orders", "partitions": 3, "config": { "retention_ms": 60000, "local_retention_ms": -2 } })),
         )
         .await;
     assert_eq!(st, 201, "{v}");
@@ -195,6 +195,8 @@ async fn topic_crud() {
     assert_eq!(v["partitions"], 3);
     assert_eq!(v["config"]["retention_ms"], 60000);
     assert_eq!(v["config"]["max_message_bytes"], MAX_MESSAGE_BYTES);
+    assert_eq!(v["config"]["local_retention_ms"], -2);
+    assert_eq!(v["config"]["local_retention_bytes"], -1, "the default");
 
     let (st, v) = s
         .send(
@@ -217,25 +219,75 @@ async fn topic_crud() {
 
     let (st, v) = s.get("/v1/tenants/default/topics/orders").await;
     assert_eq!(st, 200, "{v}");
+    assert_eq!(v["config"]["local_retention_ms"], -2);
     let parts = v["partition_info"].as_array().unwrap();
     assert_eq!(parts.len(), 3);
     assert_eq!(
         parts[2],
-        json!({ "partition": 2, "start_offset": 0, "end_offset": 0 })
+        json!({
+            "partition": 2, "start_offset": 0, "end_offset": 0,
+            "local_start_offset": 0, "local_bytes": 0,
+            "remote_start_offset": 0, "remote_end_offset": 0, "remote_bytes": 0, "remote_segments": 0,
+            "offload_lag_bytes": 0, "offload_lag_ms": 0,
+        })
+    );
+    // Produced records are on local disk; nothing is in the bucket yet.
+    s.produce(
+        "orders",
+        json!({ "records": [{ "value": "a", "partition": 1 }, { "value": "b", "partition": 1 }] }),
+    )
+    .await;
+    let (_, v) = s.get("/v1/tenants/default/topics/orders").await;
+    let p = &v["partition_info"][1];
+    assert_eq!(
+        (&p["start_offset"], &p["end_offset"]),
+        (&json!(0), &json!(2))
+    );
+    assert_eq!(p["local_start_offset"], 0);
+    assert!(p["local_bytes"].as_u64().unwrap() > 0, "{p}");
+    assert_eq!(
+        (&p["remote_segments"], &p["remote_bytes"]),
+        (&json!(0), &json!(0))
+    );
+    // The partition route keeps its three fields.
+    let (st, v) = s
+        .get("/v1/tenants/default/topics/orders/partitions/1")
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        v,
+        json!({ "partition": 1, "start_offset": 0, "end_offset": 2 })
     );
 
     let (st, v) = s
         .send(
             "PATCH",
             "/v1/tenants/default/topics/orders",
-            Some(json!({ "config": { "retention_ms": -1, "segment_ms": 1000 } })),
+            Some(json!({ "config": { "retention_ms": -1, "segment_ms": 1000, "local_retention_bytes": 1048576 } })),
         )
         .await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["config"]["retention_ms"], -1);
     assert_eq!(v["config"]["segment_ms"], 1000);
+    assert_eq!(v["config"]["local_retention_bytes"], 1_048_576);
+    assert_eq!(v["config"]["local_retention_ms"], -2, "unchanged");
     let (_, v) = s.get("/v1/tenants/default/topics/orders").await;
     assert_eq!(v["config"]["retention_ms"], -1);
+    assert_eq!(v["config"]["local_retention_bytes"], 1_048_576);
+    let (st, v) = s
+        .send(
+            "PATCH",
+            "/v1/tenants/default/topics/orders",
+            Some(json!({ "config": { "local_retention_ms": -3 } })),
+        )
+        .await;
+    assert_eq!((st, code(&v)), (400, "invalid_config"), "{v}");
+    assert_eq!(v["error"]["details"]["field"], "local_retention_ms");
+    let (_, v) = s.get("/v1/tenants/default/topics/orders").await;
+    assert_eq!(
+        v["config"]["local_retention_ms"], -2,
+        "unchanged by the bad patch"
+    );
 
     let (st, v) = s
         .send("DELETE", "/v1/tenants/default/topics/orders", None)

@@ -33,6 +33,12 @@ pub struct TopicConfigIn {
     pub segment_ms: Option<i64>,
     /// Largest record accepted.
     pub max_message_bytes: Option<i64>,
+    /// Segments already in the bucket leave local disk once older than this;
+    /// -1: never by age, -2: the same as `retention_ms`.
+    pub local_retention_ms: Option<i64>,
+    /// Per partition: segments already in the bucket leave local disk while the
+    /// local copy is larger than this; -1: no limit, -2: the same as `retention_bytes`.
+    pub local_retention_bytes: Option<i64>,
 }
 
 impl From<TopicConfigIn> for TopicConfigPatch {
@@ -43,6 +49,8 @@ impl From<TopicConfigIn> for TopicConfigPatch {
             segment_bytes: c.segment_bytes,
             segment_ms: c.segment_ms,
             max_message_bytes: c.max_message_bytes,
+            local_retention_ms: c.local_retention_ms,
+            local_retention_bytes: c.local_retention_bytes,
         }
     }
 }
@@ -77,6 +85,10 @@ pub struct TopicConfigOut {
     pub segment_bytes: i64,
     pub segment_ms: i64,
     pub max_message_bytes: i64,
+    /// As set: -2 means "the same as `retention_ms`", -1 "never by age".
+    pub local_retention_ms: i64,
+    /// As set: -2 means "the same as `retention_bytes`", -1 "no limit".
+    pub local_retention_bytes: i64,
 }
 
 impl From<TopicConfig> for TopicConfigOut {
@@ -87,6 +99,8 @@ impl From<TopicConfig> for TopicConfigOut {
             segment_bytes: c.segment_bytes,
             segment_ms: c.segment_ms,
             max_message_bytes: c.max_message_bytes,
+            local_retention_ms: c.local_retention_ms,
+            local_retention_bytes: c.local_retention_bytes,
         }
     }
 }
@@ -101,12 +115,61 @@ pub struct PartitionInfo {
     pub end_offset: u64,
 }
 
-impl From<PartitionDescription> for PartitionInfo {
+/// A partition as a topic description shows it: its readable offsets
+/// (`start_offset..end_offset`, whichever tier holds them), the part on local
+/// disk, the part in the bucket, and what still waits for upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PartitionDetails {
+    pub partition: u32,
+    /// The first offset still readable, on local disk or in the bucket.
+    pub start_offset: u64,
+    /// One past the last offset (the next offset to be written).
+    pub end_offset: u64,
+    /// Offsets on local disk: `local_start_offset..end_offset`.
+    pub local_start_offset: u64,
+    /// Bytes of record batches on local disk.
+    pub local_bytes: u64,
+    /// Offsets in the bucket: `remote_start_offset..remote_end_offset`
+    /// (equal when the bucket holds none).
+    pub remote_start_offset: u64,
+    pub remote_end_offset: u64,
+    /// Bytes of the partition's segment objects in the bucket.
+    pub remote_bytes: u64,
+    /// How many segment objects the bucket holds for the partition.
+    pub remote_segments: u32,
+    /// Bytes of sealed segments waiting for upload.
+    pub offload_lag_bytes: u64,
+    /// Age in milliseconds of the oldest sealed segment waiting for upload (0 when none).
+    pub offload_lag_ms: i64,
+}
+
+impl From<PartitionDescription> for PartitionDetails {
     fn from(p: PartitionDescription) -> Self {
-        PartitionInfo {
-            partition: p.partition,
-            start_offset: p.start_offset,
-            end_offset: p.end_offset,
+        let PartitionDescription {
+            partition,
+            start_offset,
+            end_offset,
+            local_start_offset,
+            local_bytes,
+            remote_start_offset,
+            remote_end_offset,
+            remote_bytes,
+            remote_segments,
+            offload_lag_bytes,
+            offload_lag_ms,
+        } = p;
+        PartitionDetails {
+            partition,
+            start_offset,
+            end_offset,
+            local_start_offset,
+            local_bytes,
+            remote_start_offset,
+            remote_end_offset,
+            remote_bytes,
+            remote_segments,
+            offload_lag_bytes,
+            offload_lag_ms,
         }
     }
 }
@@ -120,9 +183,9 @@ pub struct Topic {
     pub partitions: u32,
     pub config: TopicConfigOut,
     pub created_ms: i64,
-    /// Per-partition offsets; only when describing one topic.
+    /// Per-partition offsets and tiers; only when describing one topic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub partition_info: Option<Vec<PartitionInfo>>,
+    pub partition_info: Option<Vec<PartitionDetails>>,
 }
 
 impl From<TopicMeta> for Topic {
@@ -208,7 +271,8 @@ pub async fn list(
     }))
 }
 
-/// Describe a topic: its config and each partition's offsets.
+/// Describe a topic: its config, each partition's offsets, what of it is on
+/// local disk and in the bucket, and its offload lag.
 #[utoipa::path(
     get,
     path = "/v1/tenants/{tenant}/topics/{topic}",

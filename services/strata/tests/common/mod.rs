@@ -26,6 +26,16 @@ impl Server {
     /// Starts a server on `listen` over `data_dir` and waits until it listens.
     /// The Kafka listener takes an ephemeral port too unless `extra` sets one.
     pub fn start_on(listen: &str, data_dir: &Path, extra: &[&str]) -> Server {
+        Self::start_with_env(listen, data_dir, extra, &[])
+    }
+
+    /// As [`Server::start_on`], with extra environment variables.
+    pub fn start_with_env(
+        listen: &str,
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(String, String)],
+    ) -> Server {
         let kafka_default: &[&str] = if extra.contains(&"--kafka-listen") {
             &[]
         } else {
@@ -36,6 +46,7 @@ impl Server {
             .arg(data_dir)
             .args(kafka_default)
             .args(extra)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

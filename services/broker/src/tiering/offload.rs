@@ -1,0 +1,272 @@
+//! The offload pass: upload sealed segments, commit them to the manifest,
+//! mark them offloaded in the log, release local copies by local retention.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use strata_api::{ApiError, ErrorCode};
+use strata_log::{Log, Partition, SegmentInfo};
+use strata_tier::keys;
+use strata_tier::segment::{EpochStart, SegmentBuilder, SegmentFields};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::Tier;
+use super::policy::release_point;
+use crate::broker::{now_ms, partition_key};
+use crate::errors::from_log;
+use crate::metadata::{MetadataStore, RemoteSegmentRef, TopicMeta};
+use crate::metrics;
+
+/// Objects larger than this are uploaded in parts of this size.
+const MULTIPART_PART_BYTES: usize = 8 * 1024 * 1024;
+
+/// Test hook: with this variable set, the process aborts right after an
+/// upload and before its manifest commit, as a crash there would (the
+/// tiering tests use it; never set in production).
+const CRASH_AFTER_UPLOAD: &str = "STRATA_FAULT_CRASH_AFTER_UPLOAD";
+
+fn error(code: ErrorCode, what: &str, e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(code, format!("{what}: {e}"))
+}
+
+/// The offload backlog: bytes on local disk not yet in the bucket (what
+/// the local disk budget limits) and the age of the oldest sealed segment
+/// waiting. Measured apart from the uploads, so a pass stuck on an
+/// unreachable bucket does not hide a growing backlog.
+pub(crate) fn account(log: &Log) -> (u64, i64) {
+    let now = now_ms();
+    let mut pending: u64 = 0;
+    let mut lag_ms: i64 = 0;
+    for key in log.partition_keys() {
+        let Ok(p) = log.partition(&key) else { continue };
+        let (segments, local_start) = (p.segments(), p.offsets().local_start);
+        pending += segments
+            .iter()
+            .filter(|s| !s.offloaded && s.end_offset > local_start)
+            .map(|s| s.bytes)
+            .sum::<u64>();
+        if let Some(oldest) = segments
+            .iter()
+            .find(|s| s.sealed && !s.offloaded)
+            .and_then(|s| s.last_append_ms)
+        {
+            lag_ms = lag_ms.max(now.saturating_sub(oldest));
+        }
+    }
+    (pending, lag_ms)
+}
+
+/// One pass over every partition; ends early once `stop` turns true.
+pub(crate) async fn offload_pass(
+    log: &Arc<Log>,
+    meta: &dyn MetadataStore,
+    tier: &Tier,
+    stop: &watch::Receiver<bool>,
+) {
+    let mut topics = Vec::new();
+    match meta.tenants().await {
+        Ok(tenants) => {
+            for tenant in tenants {
+                match meta.topics(&tenant).await {
+                    Ok(t) => topics.extend(t),
+                    Err(e) => warn!(tenant, error = %e, "offload: cannot list topics"),
+                }
+            }
+        }
+        Err(e) => {
+            warn!(error = %e, "offload: cannot list tenants");
+            return;
+        }
+    }
+    let now = now_ms();
+    let mut work: Vec<(TopicMeta, String, Partition)> = Vec::new();
+    for topic in &topics {
+        for partition in 0..topic.partitions {
+            let key = partition_key(topic, partition);
+            let Ok(p) = log.partition(&key) else { continue };
+            let (segments, local_start) = (p.segments(), p.offsets().local_start);
+            if segments.iter().any(|s| s.sealed && !s.offloaded)
+                || release_point(&segments, local_start, &topic.config, now).is_some()
+            {
+                work.push((topic.clone(), key, p));
+            }
+        }
+    }
+
+    futures::stream::iter(work)
+        .for_each_concurrent(
+            tier.config.offload_concurrency.max(1),
+            |(topic, key, p)| async move {
+                if *stop.borrow() {
+                    return;
+                }
+                if let Err(e) = offload_partition(meta, tier, &topic, &key, &p).await {
+                    warn!(partition = key, error = %e, "offload failed; retrying next pass");
+                }
+            },
+        )
+        .await;
+}
+
+/// Uploads and commits every sealed segment of one partition, oldest first,
+/// then releases what local retention lets go.
+async fn offload_partition(
+    meta: &dyn MetadataStore,
+    tier: &Tier,
+    topic: &TopicMeta,
+    key: &str,
+    p: &Partition,
+) -> Result<(), ApiError> {
+    let manifest = meta.manifest(key).await?;
+    for segment in p.segments() {
+        if !segment.sealed || segment.offloaded {
+            continue;
+        }
+        let committed = manifest
+            .iter()
+            .any(|m| m.base_offset == segment.base_offset && m.end_offset == segment.end_offset);
+        if !committed {
+            let started = Instant::now();
+            let reference = upload(tier, topic, p, &segment).await?;
+            if std::env::var_os(CRASH_AFTER_UPLOAD).is_some() {
+                warn!(
+                    key = reference.key,
+                    "{CRASH_AFTER_UPLOAD} is set: aborting before the manifest commit"
+                );
+                std::process::abort();
+            }
+            let size = reference.size;
+            meta.commit_segment(key, reference).await?;
+            metrics::OFFLOADED_BYTES.inc_by(size);
+            metrics::OFFLOADED_SEGMENTS.inc();
+            metrics::UPLOAD_SECONDS.observe(started.elapsed().as_secs_f64());
+            info!(
+                partition = key,
+                base = segment.base_offset,
+                end = segment.end_offset,
+                bytes = size,
+                "segment offloaded"
+            );
+        }
+        p.mark_offloaded(segment.base_offset)
+            .await
+            .map_err(from_log)?;
+    }
+    let offsets = p.offsets();
+    if let Some(up_to) = release_point(&p.segments(), offsets.local_start, &topic.config, now_ms())
+    {
+        p.release_local(up_to).await.map_err(from_log)?;
+    }
+    Ok(())
+}
+
+/// Builds the segment's object and puts it under a key of its own.
+async fn upload(
+    tier: &Tier,
+    topic: &TopicMeta,
+    p: &Partition,
+    segment: &SegmentInfo,
+) -> Result<RemoteSegmentRef, ApiError> {
+    let epoch = p.epoch_at(segment.base_offset).unwrap_or(0);
+    let fields = SegmentFields {
+        tenant: topic.tenant.clone(),
+        topic: topic.name.clone(),
+        topic_id: topic.id,
+        partition: partition_number(p.key()),
+        epochs: vec![EpochStart {
+            epoch,
+            start_offset: segment.base_offset,
+        }],
+    };
+    let mut reader = p.segment_reader(segment.base_offset).map_err(from_log)?;
+    let base = segment.base_offset;
+    // Reading the local segment and building the object are blocking work.
+    let object = tokio::task::spawn_blocking(move || {
+        let mut builder = SegmentBuilder::new(base);
+        while let Some(chunk) = reader.next_chunk().map_err(from_log)? {
+            builder
+                .push_bytes(chunk)
+                .map_err(|e| error(ErrorCode::Internal, "building a segment object", e))?;
+        }
+        builder
+            .finish(fields)
+            .map_err(|e| error(ErrorCode::Internal, "building a segment object", e))
+    })
+    .await
+    .map_err(|e| error(ErrorCode::Internal, "segment build task failed", e))??;
+    let meta = object.meta.clone();
+    let bytes = object.to_bytes();
+    let upload_id = uuid::Uuid::new_v4().simple().to_string();
+    let path = keys::segment_key(
+        tier.handle.prefix(),
+        &topic.tenant,
+        &topic.name,
+        topic.id,
+        meta.partition,
+        meta.base_offset,
+        meta.end_offset,
+        epoch,
+        &upload_id,
+    );
+    put(tier.handle.store().as_ref(), &path, bytes.clone()).await?;
+    Ok(RemoteSegmentRef {
+        base_offset: meta.base_offset,
+        end_offset: meta.end_offset,
+        key: path.to_string(),
+        size: bytes.len() as u64,
+        batch_bytes: segment.bytes,
+        record_count: meta.record_count,
+        first_timestamp: meta.first_timestamp,
+        max_timestamp: meta.max_timestamp,
+        last_append_ms: segment.last_append_ms,
+        committed_ms: now_ms(),
+    })
+}
+
+/// One PUT, or a multipart upload for a large object.
+async fn put(
+    store: &dyn ObjectStore,
+    path: &object_store::path::Path,
+    bytes: bytes::Bytes,
+) -> Result<(), ApiError> {
+    let failed = |e: object_store::Error| {
+        metrics::UPLOAD_ERRORS.inc();
+        error(ErrorCode::Unavailable, &format!("cannot upload {path}"), e)
+    };
+    if bytes.len() <= MULTIPART_PART_BYTES {
+        store
+            .put(path, PutPayload::from_bytes(bytes))
+            .await
+            .map_err(failed)?;
+        return Ok(());
+    }
+    let mut upload = store.put_multipart(path).await.map_err(failed)?;
+    let mut offset = 0;
+    while offset < bytes.len() {
+        let end = (offset + MULTIPART_PART_BYTES).min(bytes.len());
+        if let Err(e) = upload
+            .put_part(PutPayload::from_bytes(bytes.slice(offset..end)))
+            .await
+        {
+            let _ = upload.abort().await;
+            return Err(failed(e));
+        }
+        offset = end;
+    }
+    if let Err(e) = upload.complete().await {
+        let _ = upload.abort().await;
+        return Err(failed(e));
+    }
+    Ok(())
+}
+
+/// The partition number at the end of a log partition key (`tenant/topic/id/N`).
+fn partition_number(key: &str) -> u32 {
+    key.rsplit('/')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}

@@ -1,0 +1,1291 @@
+//! The segment object format: pure encoding and decoding, no I/O.
+//!
+//! One object per sealed partition segment (see `docs/tiered-storage.md`,
+//! "Segment objects", which this module implements byte for byte):
+//!
+//! ```text
+//! header | record batches | index | trailer (32 bytes)
+//! ```
+//!
+//! * [`SegmentBuilder`] takes a segment's batches in offset order, checks
+//!   each batch's CRC and that offsets are contiguous from the base offset,
+//!   cuts index blocks of about [`DEFAULT_BLOCK_SIZE`] at batch boundaries,
+//!   and [`SegmentBuilder::finish`] returns a [`SegmentObject`]: the object
+//!   as a list of parts (header, the batch chunks exactly as pushed, index
+//!   and trailer). Chunks pushed with [`SegmentBuilder::push_bytes`] are kept
+//!   without copying, so a segment is held in memory once and its parts can
+//!   be handed to a single `put` (`PutPayload` is a list of `Bytes`) or to a
+//!   multipart upload without ever being concatenated.
+//! * [`Trailer::decode`], [`decode_header`], [`decode_index`],
+//!   [`check_index`] and [`verify_block`] decode and check what a reader
+//!   fetches; [`block_for_offset`] and [`block_for_timestamp`] pick blocks.
+//!
+//! Every decoder treats its input as untrusted: lengths are checked before
+//! use, nothing indexes out of bounds, arithmetic is checked, and no
+//! allocation is sized from a length field beyond the input's own length.
+
+use std::ops::Range;
+
+use bytes::{BufMut, Bytes};
+use serde::{Deserialize, Serialize};
+use strata_log::batch::{self, BatchError, BatchHeader, TimestampType};
+
+pub use strata_log::EpochStart;
+
+/// The format version this build writes and reads.
+pub const FORMAT_VERSION: u16 = 1;
+/// First 8 bytes of every segment object.
+pub const HEADER_MAGIC: [u8; 8] = *b"STRATSEG";
+/// Last 8 bytes of every segment object.
+pub const TRAILER_MAGIC: [u8; 8] = *b"STRATEND";
+/// Size of the trailer at the end of the object.
+pub const TRAILER_LEN: usize = 32;
+/// Size of one index entry.
+pub const INDEX_ENTRY_LEN: usize = 32;
+/// Target size of an index block.
+pub const DEFAULT_BLOCK_SIZE: usize = 64 * 1024;
+/// Longest tenant or topic name the header can hold (u16 length).
+pub const MAX_NAME_LEN: usize = u16::MAX as usize;
+/// Magic, version and header length: the same in every format version.
+const HEADER_PREFIX_LEN: usize = 14;
+/// The smallest possible header: empty names, no epochs.
+pub const MIN_HEADER_LEN: usize = HEADER_PREFIX_LEN + 2 + 2 + 8 + 4 + 8 + 8 + 8 + 8 + 8 + 4 + 4;
+/// Bytes of one leader-epoch range in the header.
+const EPOCH_LEN: usize = 12;
+
+pub use crate::error::{FormatError, Region};
+
+type Result<T, E = FormatError> = std::result::Result<T, E>;
+
+fn inconsistent(region: Region, detail: impl Into<String>) -> FormatError {
+    FormatError::inconsistent(region, detail)
+}
+
+/// What a segment object's header says about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentMeta {
+    pub tenant: String,
+    pub topic: String,
+    pub topic_id: u64,
+    pub partition: u32,
+    /// Offset of the first batch.
+    pub base_offset: u64,
+    /// One past the last offset.
+    pub end_offset: u64,
+    /// Timestamp of the first record (see [`SegmentBuilder`]), -1 if none.
+    pub first_timestamp: i64,
+    /// Largest record timestamp, -1 if none.
+    pub max_timestamp: i64,
+    /// Records in the segment's batches.
+    pub record_count: u64,
+    /// Leader-epoch ranges: epochs strictly increasing, start offsets
+    /// non-decreasing.
+    pub epochs: Vec<EpochStart>,
+}
+
+impl SegmentMeta {
+    /// Checks the invariants every header must satisfy.
+    pub fn validate(&self) -> Result<()> {
+        let (base, end, records) = (self.base_offset, self.end_offset, self.record_count);
+        let bad_epochs = self
+            .epochs
+            .windows(2)
+            .find(|w| matches!(w, [a, b] if b.epoch <= a.epoch || b.start_offset < a.start_offset));
+        let detail = if end < base {
+            format!("end offset {end} is below base offset {base}")
+        } else if records > end - base {
+            format!("{records} records cannot fit offsets [{base}, {end})")
+        } else if let Some([a, b]) = bad_epochs {
+            let (ae, ao, be, bo) = (a.epoch, a.start_offset, b.epoch, b.start_offset);
+            format!("epoch {be} at {bo} follows epoch {ae} at {ao}: epochs must increase")
+        } else {
+            return Ok(());
+        };
+        Err(inconsistent(Region::Header, detail))
+    }
+}
+
+/// What the builder cannot compute from the batches: the segment's owner
+/// and its leader-epoch ranges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentFields {
+    pub tenant: String,
+    pub topic: String,
+    pub topic_id: u64,
+    pub partition: u32,
+    pub epochs: Vec<EpochStart>,
+}
+
+/// One index entry: a block of whole batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// Base offset of the block's first batch.
+    pub first_offset: u64,
+    /// Byte position from the start of the batches area.
+    pub position: u64,
+    /// Bytes in the block.
+    pub len: u32,
+    /// Largest max timestamp of the block's non-empty batches, -1 if none.
+    pub max_timestamp: i64,
+    /// CRC-32C of the block's bytes.
+    pub crc: u32,
+}
+
+impl IndexEntry {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.put_u64_le(self.first_offset);
+        out.put_u64_le(self.position);
+        out.put_u32_le(self.len);
+        out.put_i64_le(self.max_timestamp);
+        out.put_u32_le(self.crc);
+    }
+
+    /// Where the block is, for errors.
+    pub fn region(&self) -> Region {
+        Region::Block {
+            first_offset: self.first_offset,
+            position: self.position,
+        }
+    }
+
+    /// The block's byte range within the batches area.
+    pub fn range(&self) -> Range<u64> {
+        self.position..self.position.saturating_add(u64::from(self.len))
+    }
+}
+
+/// The last 32 bytes of a segment object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trailer {
+    /// Where the batches start (= the header length).
+    pub batches_position: u64,
+    /// Where the index starts (= where the batches end).
+    pub index_position: u64,
+    /// Number of index entries.
+    pub index_entries: u32,
+}
+
+impl Trailer {
+    pub fn encode(&self) -> [u8; TRAILER_LEN] {
+        let mut out = Vec::with_capacity(TRAILER_LEN);
+        out.put_u64_le(self.batches_position);
+        out.put_u64_le(self.index_position);
+        out.put_u32_le(self.index_entries);
+        out.put_u32_le(crc32c::crc32c(&out));
+        out.put_slice(&TRAILER_MAGIC);
+        let mut buf = [0u8; TRAILER_LEN];
+        buf.copy_from_slice(&out);
+        buf
+    }
+
+    /// Decodes and checks a trailer: magic, CRC, and positions in order.
+    pub fn decode(buf: &[u8; TRAILER_LEN]) -> Result<Trailer> {
+        let mut r = Reader::new(buf, Region::Trailer);
+        let batches_position = r.u64()?;
+        let index_position = r.u64()?;
+        let index_entries = r.u32()?;
+        let stored = r.u32()?;
+        let magic = r.array::<8>()?;
+        if magic != TRAILER_MAGIC {
+            return Err(FormatError::BadMagic {
+                region: Region::Trailer,
+                found: magic,
+            });
+        }
+        FormatError::check_crc(Region::Trailer, buf.get(..20).unwrap_or_default(), stored)?;
+        let t = Trailer {
+            batches_position,
+            index_position,
+            index_entries,
+        };
+        if batches_position < MIN_HEADER_LEN as u64 || index_position < batches_position {
+            let detail = format!("batches at {batches_position}, index at {index_position}");
+            return Err(inconsistent(Region::Trailer, detail));
+        }
+        t.object_len()
+            .ok_or_else(|| inconsistent(Region::Trailer, "positions overflow the object size"))?;
+        Ok(t)
+    }
+
+    /// Bytes of the index: the entries and the index CRC.
+    pub fn index_len(&self) -> u64 {
+        u64::from(self.index_entries) * INDEX_ENTRY_LEN as u64 + 4
+    }
+
+    /// The object size this trailer implies, `None` on overflow.
+    pub fn object_len(&self) -> Option<u64> {
+        self.index_position
+            .checked_add(self.index_len())?
+            .checked_add(TRAILER_LEN as u64)
+    }
+
+    /// Checks the trailer against the object's actual size.
+    pub fn check_object_len(&self, size: u64) -> Result<()> {
+        match self.object_len() {
+            Some(len) if len == size => Ok(()),
+            len => Err(inconsistent(
+                Region::Trailer,
+                format!("positions imply a {len:?}-byte object, but it is {size} bytes"),
+            )),
+        }
+    }
+
+    /// Byte range of the header in the object.
+    pub fn header_range(&self) -> Range<u64> {
+        0..self.batches_position
+    }
+
+    /// Byte range of the batches in the object.
+    pub fn batches_range(&self) -> Range<u64> {
+        self.batches_position..self.index_position
+    }
+
+    /// Byte range of the index in the object.
+    pub fn index_range(&self) -> Range<u64> {
+        self.index_position..self.index_position.saturating_add(self.index_len())
+    }
+}
+
+/// Little-endian cursor over untrusted bytes.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    region: Region,
+}
+
+impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8], region: Region) -> Self {
+        Reader {
+            buf,
+            pos: 0,
+            region,
+        }
+    }
+
+    fn bytes(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self.pos.checked_add(n);
+        match end.and_then(|end| self.buf.get(self.pos..end)) {
+            Some(s) => {
+                self.pos += n;
+                Ok(s)
+            }
+            None => Err(FormatError::Truncated {
+                region: self.region,
+                needed: (self.pos as u64).saturating_add(n as u64),
+                available: self.buf.len() as u64,
+            }),
+        }
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.bytes(N)?);
+        Ok(out)
+    }
+
+    fn u16(&mut self) -> Result<u16> {
+        self.array().map(u16::from_le_bytes)
+    }
+    fn u32(&mut self) -> Result<u32> {
+        self.array().map(u32::from_le_bytes)
+    }
+    fn u64(&mut self) -> Result<u64> {
+        self.array().map(u64::from_le_bytes)
+    }
+    fn i32(&mut self) -> Result<i32> {
+        self.array().map(i32::from_le_bytes)
+    }
+    fn i64(&mut self) -> Result<i64> {
+        self.array().map(i64::from_le_bytes)
+    }
+
+    fn name(&mut self, field: &'static str) -> Result<String> {
+        let len = usize::from(self.u16()?);
+        let raw = self.bytes(len)?;
+        String::from_utf8(raw.to_vec()).map_err(|_| FormatError::InvalidUtf8 { field })
+    }
+
+    /// The epoch ranges, which must end the buffer exactly.
+    fn epochs(&mut self) -> Result<Vec<EpochStart>> {
+        let count = usize::try_from(self.u32()?).unwrap_or(usize::MAX);
+        let (needed, remaining) = (count.saturating_mul(EPOCH_LEN), self.buf.len() - self.pos);
+        if needed != remaining {
+            let detail = format!("{count} epochs need {needed} bytes, {remaining} remain");
+            return Err(inconsistent(self.region, detail));
+        }
+        // `count` is bounded by the input length checked above.
+        let mut epochs = Vec::with_capacity(count);
+        for _ in 0..count {
+            let epoch = self.i32()?;
+            let start_offset = self.u64()?;
+            epochs.push(EpochStart {
+                epoch,
+                start_offset,
+            });
+        }
+        Ok(epochs)
+    }
+}
+
+/// Encodes a header (magic through header CRC).
+pub fn encode_header(meta: &SegmentMeta) -> Result<Vec<u8>> {
+    meta.validate()?;
+    let names = [("tenant", &meta.tenant), ("topic", &meta.topic)];
+    let mut out = Vec::with_capacity(MIN_HEADER_LEN + meta.tenant.len() + meta.topic.len());
+    out.put_slice(&HEADER_MAGIC);
+    out.put_u16_le(FORMAT_VERSION);
+    out.put_u32_le(0); // header length, patched below
+    for (field, name) in names {
+        let len = u16::try_from(name.len()).map_err(|_| FormatError::NameTooLong {
+            field,
+            len: name.len(),
+        })?;
+        out.put_u16_le(len);
+        out.put_slice(name.as_bytes());
+    }
+    out.put_u64_le(meta.topic_id);
+    out.put_u32_le(meta.partition);
+    out.put_u64_le(meta.base_offset);
+    out.put_u64_le(meta.end_offset);
+    out.put_i64_le(meta.first_timestamp);
+    out.put_i64_le(meta.max_timestamp);
+    out.put_u64_le(meta.record_count);
+    let too_many = || inconsistent(Region::Header, "too many epochs for one header");
+    out.put_u32_le(u32::try_from(meta.epochs.len()).map_err(|_| too_many())?);
+    for e in &meta.epochs {
+        out.put_i32_le(e.epoch);
+        out.put_u64_le(e.start_offset);
+    }
+    let len = u32::try_from(out.len() + 4).map_err(|_| too_many())?;
+    if let Some(slot) = out.get_mut(10..14) {
+        slot.copy_from_slice(&len.to_le_bytes());
+    }
+    out.put_u32_le(crc32c::crc32c(&out));
+    Ok(out)
+}
+
+/// Decodes and checks a header: `buf` must be exactly the header (the
+/// object's bytes before [`Trailer::batches_position`]). Checks magic,
+/// length, CRC, then version and fields.
+pub fn decode_header(buf: &[u8]) -> Result<SegmentMeta> {
+    let region = Region::Header;
+    let mut r = Reader::new(buf, region);
+    let found = r.array::<8>()?;
+    if found != HEADER_MAGIC {
+        return Err(FormatError::BadMagic { region, found });
+    }
+    let version = r.u16()?;
+    let len = usize::try_from(r.u32()?).unwrap_or(usize::MAX);
+    if len < MIN_HEADER_LEN {
+        let detail = format!("header length {len} is below the minimum {MIN_HEADER_LEN}");
+        return Err(inconsistent(region, detail));
+    }
+    FormatError::check_len(region, len as u64, buf.len() as u64)?;
+    // The CRC is checked before the version so that a damaged version
+    // field reads as corruption, not as a version from the future.
+    let (body, stored) = buf.split_at(len - 4);
+    let stored = u32::from_le_bytes(stored.try_into().unwrap_or_default());
+    FormatError::check_crc(region, body, stored)?;
+    if version != FORMAT_VERSION {
+        return Err(FormatError::UnsupportedVersion(version));
+    }
+    let mut r = Reader::new(body, region);
+    r.bytes(HEADER_PREFIX_LEN)?;
+    let meta = SegmentMeta {
+        tenant: r.name("tenant")?,
+        topic: r.name("topic")?,
+        topic_id: r.u64()?,
+        partition: r.u32()?,
+        base_offset: r.u64()?,
+        end_offset: r.u64()?,
+        first_timestamp: r.i64()?,
+        max_timestamp: r.i64()?,
+        record_count: r.u64()?,
+        epochs: r.epochs()?,
+    };
+    meta.validate()?;
+    Ok(meta)
+}
+
+/// Decodes and checks an index of `entries` entries: exact length, CRC,
+/// blocks contiguous from position 0, non-empty, first offsets increasing.
+pub fn decode_index(buf: &[u8], entries: u32) -> Result<Vec<IndexEntry>> {
+    let expected = u64::from(entries) * INDEX_ENTRY_LEN as u64 + 4;
+    FormatError::check_len(Region::Index, expected, buf.len() as u64)?;
+    let (body, stored) = buf.split_at(buf.len() - 4);
+    let stored = u32::from_le_bytes(stored.try_into().unwrap_or_default());
+    FormatError::check_crc(Region::Index, body, stored)?;
+    // `entries` is bounded by the input length checked above.
+    let mut out: Vec<IndexEntry> = Vec::with_capacity(body.len() / INDEX_ENTRY_LEN);
+    let mut r = Reader::new(body, Region::Index);
+    let mut next_position = 0u64;
+    for i in 0..entries {
+        let e = IndexEntry {
+            first_offset: r.u64()?,
+            position: r.u64()?,
+            len: r.u32()?,
+            max_timestamp: r.i64()?,
+            crc: r.u32()?,
+        };
+        let (len, position, first) = (e.len, e.position, e.first_offset);
+        if position != next_position || len == 0 {
+            let want = format!("expected a non-empty block at {next_position}");
+            let detail = format!("entry {i} covers {len} bytes at {position}, {want}");
+            return Err(inconsistent(Region::Index, detail));
+        }
+        if let Some(prev) = out.last().filter(|p| first <= p.first_offset) {
+            let prev = prev.first_offset;
+            let detail = format!("entry {i} starts at offset {first} after a block at {prev}");
+            return Err(inconsistent(Region::Index, detail));
+        }
+        next_position = e.range().end;
+        out.push(e);
+    }
+    Ok(out)
+}
+
+/// Checks an index against its header and the size of the batches area:
+/// the blocks exactly cover the batches, the first starts at the base
+/// offset, and every block starts below the end offset.
+pub fn check_index(index: &[IndexEntry], meta: &SegmentMeta, batches_len: u64) -> Result<()> {
+    let covered = index.last().map_or(0, |e| e.range().end);
+    if covered != batches_len {
+        return Err(inconsistent(
+            Region::Index,
+            format!("blocks cover {covered} bytes of a {batches_len}-byte batches area"),
+        ));
+    }
+    let (base, end) = (meta.base_offset, meta.end_offset);
+    let detail = match (index.first(), index.last()) {
+        (Some(first), Some(last)) if first.first_offset != base || last.first_offset >= end => {
+            format!(
+                "blocks start at offsets {}..={} in a segment of offsets [{base}, {end})",
+                first.first_offset, last.first_offset
+            )
+        }
+        (None, _) if end != base => format!("no blocks for offsets [{base}, {end})"),
+        _ => return Ok(()),
+    };
+    Err(inconsistent(Region::Index, detail))
+}
+
+/// Offsets and timestamps of a batch's header, as the format uses them.
+struct BatchInfo {
+    first: u64,
+    next: u64,
+    records: u64,
+    /// (first record's timestamp, max timestamp) if it holds records.
+    timestamps: Option<(i64, i64)>,
+}
+
+fn batch_info(h: &BatchHeader, region: Region, position: u64, expected: u64) -> Result<BatchInfo> {
+    let bad = |source| FormatError::InvalidBatch {
+        region,
+        position,
+        source,
+    };
+    // A negative base offset wraps to a huge one and fails the gap check.
+    let first = h.base_offset as u64;
+    if first != expected {
+        return Err(FormatError::OffsetGap {
+            region,
+            position,
+            expected,
+            found: first,
+        });
+    }
+    if h.records_count < 0 {
+        return Err(bad(BatchError::BadRecordCount(h.records_count)));
+    }
+    if h.last_offset_delta < 0 || h.last_offset_delta < h.records_count.saturating_sub(1) {
+        return Err(bad(BatchError::BadLastOffsetDelta {
+            last_offset_delta: h.last_offset_delta,
+            records_count: h.records_count,
+        }));
+    }
+    let next = first
+        .checked_add(h.last_offset_delta as u64 + 1)
+        .filter(|n| *n <= i64::MAX as u64)
+        .ok_or_else(|| {
+            inconsistent(
+                region,
+                format!("batch at byte {position} overflows offsets"),
+            )
+        })?;
+    let first_ts = match h.timestamp_type() {
+        _ if h.has_delete_horizon() => h.max_timestamp,
+        TimestampType::LogAppendTime => h.max_timestamp,
+        TimestampType::CreateTime => h.base_timestamp,
+    };
+    Ok(BatchInfo {
+        first,
+        next,
+        records: h.records_count as u64,
+        timestamps: (h.records_count > 0).then_some((first_ts, h.max_timestamp)),
+    })
+}
+
+/// Checks a block fetched for `entry`: length, CRC, then that it holds
+/// whole batches with contiguous offsets from the entry's first offset and
+/// the entry's max timestamp.
+pub fn verify_block(block: &[u8], entry: &IndexEntry) -> Result<()> {
+    let region = entry.region();
+    FormatError::check_len(region, u64::from(entry.len), block.len() as u64)?;
+    FormatError::check_crc(region, block, entry.crc)?;
+    let mut expected = entry.first_offset;
+    let mut max_ts = -1i64;
+    let mut batches = batch::batches(block);
+    while let Some(item) = batches.next() {
+        let position = entry.position.saturating_add(batches.position() as u64);
+        let (h, range) = item.map_err(|source| FormatError::InvalidBatch {
+            region,
+            position,
+            source,
+        })?;
+        let position = entry.position.saturating_add(range.start as u64);
+        let info = batch_info(&h, region, position, expected)?;
+        expected = info.next;
+        if let Some((_, max)) = info.timestamps {
+            max_ts = max_ts.max(max);
+        }
+    }
+    let indexed = entry.max_timestamp;
+    if max_ts != indexed {
+        let detail = format!("batches' max timestamp is {max_ts}, the index says {indexed}");
+        return Err(inconsistent(region, detail));
+    }
+    Ok(())
+}
+
+/// The block holding `offset`: the last block starting at or before it.
+/// `None` below the first block. The answer is only meaningful for an
+/// offset below the segment's end offset (the index does not record where
+/// the last block ends).
+pub fn block_for_offset(index: &[IndexEntry], offset: u64) -> Option<usize> {
+    index
+        .partition_point(|e| e.first_offset <= offset)
+        .checked_sub(1)
+}
+
+/// The first block that may hold a record with a timestamp at or after
+/// `ts`: the first whose max timestamp is at least `ts`. Timestamps need not
+/// increase with offsets, so later blocks may hold earlier timestamps.
+pub fn block_for_timestamp(index: &[IndexEntry], ts: i64) -> Option<usize> {
+    index.iter().position(|e| e.max_timestamp >= ts)
+}
+
+/// The block being filled.
+#[derive(Debug, Clone, Copy)]
+struct OpenBlock {
+    first_offset: u64,
+    position: u64,
+    len: u64,
+    max_timestamp: i64,
+    crc: u32,
+}
+
+/// Builds a segment object from its batches; see the module docs.
+///
+/// `first_timestamp` is the first non-empty batch's base timestamp (its max
+/// timestamp for log-append-time batches or when the base timestamp holds a
+/// delete horizon); `max_timestamp` the largest max timestamp of non-empty
+/// batches; both -1 when the segment holds no records.
+#[derive(Debug)]
+pub struct SegmentBuilder {
+    base_offset: u64,
+    next_offset: u64,
+    block_size: u64,
+    chunks: Vec<Bytes>,
+    batches_len: u64,
+    index: Vec<IndexEntry>,
+    block: Option<OpenBlock>,
+    record_count: u64,
+    first_timestamp: Option<i64>,
+    max_timestamp: i64,
+}
+
+impl SegmentBuilder {
+    /// A builder for a segment starting at `base_offset`, with blocks of
+    /// about [`DEFAULT_BLOCK_SIZE`].
+    pub fn new(base_offset: u64) -> Self {
+        Self::with_block_size(base_offset, DEFAULT_BLOCK_SIZE)
+    }
+
+    /// A builder cutting blocks of about `block_size` bytes (at least 1).
+    pub fn with_block_size(base_offset: u64, block_size: usize) -> Self {
+        SegmentBuilder {
+            base_offset,
+            next_offset: base_offset,
+            block_size: (block_size as u64).clamp(1, u64::from(u32::MAX / 2)),
+            chunks: Vec::new(),
+            batches_len: 0,
+            index: Vec::new(),
+            block: None,
+            record_count: 0,
+            first_timestamp: None,
+            max_timestamp: -1,
+        }
+    }
+
+    /// The offset the next batch must start at.
+    pub fn next_offset(&self) -> u64 {
+        self.next_offset
+    }
+
+    /// Bytes of batches pushed so far.
+    pub fn batches_len(&self) -> u64 {
+        self.batches_len
+    }
+
+    /// Appends a chunk of whole batches (copied); see [`Self::push_bytes`].
+    pub fn push(&mut self, chunk: &[u8]) -> Result<()> {
+        self.push_bytes(Bytes::copy_from_slice(chunk))
+    }
+
+    /// Appends a chunk of whole batches, kept without copying. Each batch's
+    /// CRC is checked and its offsets must continue from
+    /// [`Self::next_offset`]; on error nothing of the chunk is taken.
+    pub fn push_bytes(&mut self, chunk: Bytes) -> Result<()> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        let region = Region::Batches;
+        let mut batches = Vec::new();
+        let mut expected = self.next_offset;
+        let mut iter = batch::batches(&chunk);
+        while let Some(item) = iter.next() {
+            let position = self.batches_len.saturating_add(iter.position() as u64);
+            let (_, range) = item.map_err(|source| FormatError::InvalidBatch {
+                region,
+                position,
+                source,
+            })?;
+            let position = self.batches_len.saturating_add(range.start as u64);
+            let bytes = chunk.get(range.clone()).unwrap_or_default();
+            let h = batch::verify_batch_crc(bytes).map_err(|source| FormatError::InvalidBatch {
+                region,
+                position,
+                source,
+            })?;
+            let info = batch_info(&h, region, position, expected)?;
+            expected = info.next;
+            batches.push((info, range));
+        }
+        for (info, range) in batches {
+            self.add_batch(&info, chunk.get(range).unwrap_or_default());
+        }
+        self.next_offset = expected;
+        self.chunks.push(chunk);
+        Ok(())
+    }
+
+    fn add_batch(&mut self, info: &BatchInfo, bytes: &[u8]) {
+        let len = bytes.len() as u64;
+        if self
+            .block
+            .is_some_and(|b| b.len > 0 && b.len + len > self.block_size)
+        {
+            self.close_block();
+        }
+        let block = self.block.get_or_insert(OpenBlock {
+            first_offset: info.first,
+            position: self.batches_len,
+            len: 0,
+            max_timestamp: -1,
+            crc: 0,
+        });
+        block.len += len;
+        block.crc = crc32c::crc32c_append(block.crc, bytes);
+        if let Some((first, max)) = info.timestamps {
+            block.max_timestamp = block.max_timestamp.max(max);
+            self.first_timestamp.get_or_insert(first);
+            self.max_timestamp = self.max_timestamp.max(max);
+        }
+        let full = block.len >= self.block_size;
+        self.batches_len += len;
+        self.record_count += info.records;
+        if full {
+            self.close_block();
+        }
+    }
+
+    fn close_block(&mut self) {
+        if let Some(b) = self.block.take() {
+            self.index.push(IndexEntry {
+                first_offset: b.first_offset,
+                position: b.position,
+                // Blocks are at most max(block size, one batch) <= u32::MAX.
+                len: u32::try_from(b.len).unwrap_or(u32::MAX),
+                max_timestamp: b.max_timestamp,
+                crc: b.crc,
+            });
+        }
+    }
+
+    /// Completes the object: header, batches, index, trailer.
+    pub fn finish(mut self, fields: SegmentFields) -> Result<SegmentObject> {
+        self.close_block();
+        let meta = SegmentMeta {
+            tenant: fields.tenant,
+            topic: fields.topic,
+            topic_id: fields.topic_id,
+            partition: fields.partition,
+            base_offset: self.base_offset,
+            end_offset: self.next_offset,
+            first_timestamp: self.first_timestamp.unwrap_or(-1),
+            max_timestamp: self.max_timestamp,
+            record_count: self.record_count,
+            epochs: fields.epochs,
+        };
+        let header = encode_header(&meta)?;
+        let entries = u32::try_from(self.index.len())
+            .map_err(|_| inconsistent(Region::Index, "too many index entries"))?;
+        let trailer = Trailer {
+            batches_position: header.len() as u64,
+            index_position: header.len() as u64 + self.batches_len,
+            index_entries: entries,
+        };
+        let mut tail = Vec::with_capacity(self.index.len() * INDEX_ENTRY_LEN + 4 + TRAILER_LEN);
+        for e in &self.index {
+            e.encode(&mut tail);
+        }
+        tail.put_u32_le(crc32c::crc32c(&tail));
+        tail.put_slice(&trailer.encode());
+        let len = trailer.object_len().unwrap_or(u64::MAX);
+        let mut parts = Vec::with_capacity(self.chunks.len() + 2);
+        parts.push(Bytes::from(header));
+        parts.append(&mut self.chunks);
+        parts.push(Bytes::from(tail));
+        Ok(SegmentObject {
+            meta,
+            index: self.index,
+            trailer,
+            parts,
+            len,
+        })
+    }
+}
+
+/// A finished segment object, as parts to upload in order.
+#[derive(Debug, Clone)]
+pub struct SegmentObject {
+    pub meta: SegmentMeta,
+    pub index: Vec<IndexEntry>,
+    pub trailer: Trailer,
+    /// Header, the batch chunks as pushed, then index and trailer.
+    pub parts: Vec<Bytes>,
+    /// Total bytes.
+    pub len: u64,
+}
+
+impl SegmentObject {
+    /// The object in one buffer (copies; for small objects and tests).
+    pub fn to_bytes(&self) -> Bytes {
+        let mut out = Vec::with_capacity(usize::try_from(self.len).unwrap_or(0));
+        for p in &self.parts {
+            out.put_slice(p);
+        }
+        Bytes::from(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use strata_log::batch::{BatchBuilder, Compression, set_base_offset};
+
+    /// A batch of `values.len()` records at `base`, record `i` with value
+    /// `values[i]` bytes long and timestamp `ts0 + i`.
+    pub(crate) fn batch_at(base: u64, values: &[usize], ts0: i64) -> Bytes {
+        let mut b = BatchBuilder::new(Compression::None);
+        for (i, len) in values.iter().enumerate() {
+            let value = Bytes::from(vec![b'v'; *len]);
+            b.push(Some(Bytes::from("k")), Some(value), vec![], ts0 + i as i64);
+        }
+        let mut buf = b.build().expect("batch").to_vec();
+        set_base_offset(&mut buf, base as i64).expect("base offset");
+        Bytes::from(buf)
+    }
+
+    /// Consecutive batches from `base`: one per element, with that many
+    /// records of `value_len` bytes and timestamps from `ts0[i]`.
+    pub(crate) fn batches_from(base: u64, shapes: &[(usize, usize, i64)]) -> Vec<Bytes> {
+        let mut next = base;
+        shapes
+            .iter()
+            .map(|&(records, value_len, ts0)| {
+                let b = batch_at(next, &vec![value_len; records], ts0);
+                next += records as u64;
+                b
+            })
+            .collect()
+    }
+
+    pub(crate) fn fields() -> SegmentFields {
+        SegmentFields {
+            tenant: "acme".into(),
+            topic: "orders.v2".into(),
+            topic_id: 42,
+            partition: 3,
+            epochs: vec![
+                EpochStart {
+                    epoch: 4,
+                    start_offset: 0,
+                },
+                EpochStart {
+                    epoch: 7,
+                    start_offset: 1000,
+                },
+            ],
+        }
+    }
+
+    pub(crate) fn build(base: u64, batches: &[Bytes], block_size: usize) -> SegmentObject {
+        let mut b = SegmentBuilder::with_block_size(base, block_size);
+        for batch in batches {
+            b.push(batch).expect("push");
+        }
+        b.finish(fields()).expect("finish")
+    }
+
+    /// Everything a reader does with a whole object, blocks included.
+    fn decode_object(obj: &[u8]) -> Result<(SegmentMeta, Vec<IndexEntry>)> {
+        let size = obj.len() as u64;
+        let start = obj
+            .len()
+            .checked_sub(TRAILER_LEN)
+            .ok_or(FormatError::Truncated {
+                region: Region::Object,
+                needed: TRAILER_LEN as u64,
+                available: size,
+            })?;
+        let tail: &[u8; TRAILER_LEN] = obj
+            .get(start..)
+            .and_then(|t| t.try_into().ok())
+            .expect("32 bytes");
+        let t = Trailer::decode(tail)?;
+        t.check_object_len(size)?;
+        let slice = |r: Range<u64>| obj.get(r.start as usize..r.end as usize).expect("in range");
+        let meta = decode_header(slice(t.header_range()))?;
+        let index = decode_index(slice(t.index_range()), t.index_entries)?;
+        check_index(
+            &index,
+            &meta,
+            t.batches_range().end - t.batches_range().start,
+        )?;
+        let batches = slice(t.batches_range());
+        for e in &index {
+            let block = batches.get(e.position as usize..e.range().end as usize);
+            verify_block(block.expect("checked by check_index"), e)?;
+        }
+        Ok((meta, index))
+    }
+
+    fn shapes() -> impl Strategy<Value = Vec<(usize, usize, i64)>> {
+        prop::collection::vec((1usize..6, 0usize..3000, 0i64..1_000_000), 0..40)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn round_trip(
+            base in 0u64..1 << 40,
+            shapes in shapes(),
+            block_size in 1usize..20_000,
+            split in 1usize..5,
+        ) {
+            let batches = batches_from(base, &shapes);
+            let mut b = SegmentBuilder::with_block_size(base, block_size);
+            // Push in chunks of `split` batches, as the log's reader does.
+            for chunk in batches.chunks(split) {
+                b.push_bytes(Bytes::from(chunk.concat())).expect("push");
+            }
+            let obj = b.finish(fields()).expect("finish");
+            let bytes = obj.to_bytes();
+            prop_assert_eq!(bytes.len() as u64, obj.len);
+            let (meta, index) = decode_object(&bytes).expect("decodes");
+            prop_assert_eq!(&meta, &obj.meta);
+            prop_assert_eq!(&index, &obj.index);
+
+            let records: usize = shapes.iter().map(|s| s.0).sum();
+            prop_assert_eq!(meta.base_offset, base);
+            prop_assert_eq!(meta.end_offset, base + records as u64);
+            prop_assert_eq!(meta.record_count, records as u64);
+            prop_assert_eq!(meta.first_timestamp, shapes.first().map_or(-1, |s| s.2));
+            let max = shapes.iter().map(|s| s.2 + s.0 as i64 - 1).max().unwrap_or(-1);
+            prop_assert_eq!(meta.max_timestamp, max);
+            prop_assert_eq!(meta.epochs, fields().epochs);
+
+            // Blocks hold whole batches, in order, at most one batch over size.
+            let area = &bytes[obj.trailer.batches_range().start as usize..obj.trailer.index_position as usize];
+            prop_assert_eq!(area, &batches.concat()[..]);
+            let mut starts = batches.iter().scan((0u64, base), |(pos, off), b| {
+                let at = (*pos, *off);
+                *pos += b.len() as u64;
+                *off = batch::BatchHeader::parse(b).unwrap().next_offset() as u64;
+                Some(at)
+            });
+            for e in &index {
+                prop_assert!(starts.any(|(pos, off)| pos == e.position && off == e.first_offset));
+                let single = batches.iter().any(|b| b.len() as u64 == u64::from(e.len));
+                prop_assert!(e.len as usize <= block_size || single);
+            }
+            // Every offset is found in the block that holds it.
+            for (i, e) in index.iter().enumerate() {
+                let end = index.get(i + 1).map_or(meta.end_offset, |n| n.first_offset);
+                for offset in [e.first_offset, (e.first_offset + end) / 2, end - 1] {
+                    prop_assert_eq!(block_for_offset(&index, offset), Some(i));
+                }
+            }
+        }
+
+        #[test]
+        fn every_bit_flip_is_detected(
+            shapes in prop::collection::vec((1usize..4, 0usize..200, 0i64..1000), 0..6),
+            at in any::<prop::sample::Index>(),
+            bit in 0u8..8,
+        ) {
+            let obj = build(100, &batches_from(100, &shapes), 300).to_bytes();
+            let mut bytes = obj.to_vec();
+            let i = at.index(bytes.len());
+            bytes[i] ^= 1 << bit;
+            prop_assert!(decode_object(&bytes).is_err(), "flip at byte {} undetected", i);
+        }
+
+        #[test]
+        fn every_truncation_is_detected(
+            shapes in prop::collection::vec((1usize..4, 0usize..200, 0i64..1000), 0..6),
+            at in any::<prop::sample::Index>(),
+        ) {
+            let obj = build(100, &batches_from(100, &shapes), 300).to_bytes();
+            let keep = at.index(obj.len());
+            prop_assert!(decode_object(&obj[..keep]).is_err());
+            prop_assert!(decode_object(&obj[obj.len() - keep..]).is_err() || keep == obj.len());
+        }
+
+        #[test]
+        fn decoders_never_panic(
+            bytes in prop::collection::vec(any::<u8>(), 0..600),
+            trailer in prop::array::uniform32(any::<u8>()),
+            entries in any::<u32>(),
+            entry in (any::<u64>(), any::<u64>(), any::<u32>(), any::<i64>(), any::<u32>()),
+            offset in any::<u64>(),
+            ts in any::<i64>(),
+        ) {
+            let _ = Trailer::decode(&trailer);
+            let _ = decode_header(&bytes);
+            let _ = decode_index(&bytes, entries);
+            let _ = decode_index(&bytes, (bytes.len().saturating_sub(4) / INDEX_ENTRY_LEN) as u32);
+            let (first_offset, position, len, max_timestamp, crc) = entry;
+            let e = IndexEntry { first_offset, position, len, max_timestamp, crc };
+            let _ = verify_block(&bytes, &e);
+            let fixed = IndexEntry { len: bytes.len() as u32, crc: crc32c::crc32c(&bytes), ..e };
+            let _ = verify_block(&bytes, &fixed);
+            let _ = decode_object(&bytes);
+            let _ = block_for_offset(&[e, fixed], offset);
+            let _ = block_for_timestamp(&[e, fixed], ts);
+            let mut b = SegmentBuilder::with_block_size(first_offset, len as usize);
+            let _ = b.push(&bytes);
+        }
+
+        #[test]
+        fn mutated_headers_never_panic(
+            shapes in prop::collection::vec((1usize..4, 0usize..50, 0i64..1000), 0..3),
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+        ) {
+            // Garbage with a valid CRC reaches the field decoders.
+            let obj = build(5, &batches_from(5, &shapes), 300);
+            let mut header = obj.parts[0].to_vec();
+            for (at, byte) in edits {
+                let i = at.index(header.len() - 4);
+                header[i] = byte;
+            }
+            let n = header.len();
+            let crc = crc32c::crc32c(&header[..n - 4]);
+            header[n - 4..].copy_from_slice(&crc.to_le_bytes());
+            let _ = decode_header(&header);
+        }
+    }
+
+    #[test]
+    fn lookups_at_block_edges() {
+        // Batches of 2 records; each block holds two batches (4 offsets).
+        let shapes: Vec<_> = (0..6).map(|i| (2, 100, 1000 + 10 * i)).collect();
+        let batches = batches_from(50, &shapes);
+        let block = batches[0].len() * 2;
+        let obj = build(50, &batches, block);
+        let idx = &obj.index;
+        assert_eq!(
+            idx.iter().map(|e| e.first_offset).collect::<Vec<_>>(),
+            [50, 54, 58]
+        );
+        assert_eq!(
+            idx.iter().map(|e| e.max_timestamp).collect::<Vec<_>>(),
+            [1011, 1031, 1051]
+        );
+        assert_eq!(block_for_offset(idx, 49), None);
+        assert_eq!(block_for_offset(idx, 50), Some(0));
+        assert_eq!(block_for_offset(idx, 53), Some(0));
+        assert_eq!(block_for_offset(idx, 54), Some(1));
+        assert_eq!(block_for_offset(idx, 57), Some(1));
+        assert_eq!(block_for_offset(idx, 58), Some(2));
+        assert_eq!(block_for_offset(idx, 61), Some(2));
+        assert_eq!(block_for_offset(&[], 50), None);
+
+        assert_eq!(block_for_timestamp(idx, i64::MIN), Some(0));
+        assert_eq!(block_for_timestamp(idx, 1011), Some(0));
+        assert_eq!(block_for_timestamp(idx, 1012), Some(1));
+        assert_eq!(block_for_timestamp(idx, 1031), Some(1));
+        assert_eq!(block_for_timestamp(idx, 1032), Some(2));
+        assert_eq!(block_for_timestamp(idx, 1051), Some(2));
+        assert_eq!(block_for_timestamp(idx, 1052), None);
+        assert_eq!(block_for_timestamp(&[], 0), None);
+    }
+
+    #[test]
+    fn timestamps_need_not_increase() {
+        let batches = batches_from(0, &[(1, 10, 500), (1, 10, 100), (1, 10, 300)]);
+        let obj = build(0, &batches, 1);
+        assert_eq!(obj.index.len(), 3);
+        assert_eq!(obj.meta.first_timestamp, 500);
+        assert_eq!(obj.meta.max_timestamp, 500);
+        assert_eq!(block_for_timestamp(&obj.index, 200), Some(0));
+        assert_eq!(block_for_timestamp(&obj.index, 501), None);
+    }
+
+    #[test]
+    fn a_batch_larger_than_a_block_is_its_own_block() {
+        let batches = batches_from(0, &[(1, 10, 0), (3, 5000, 0), (1, 10, 0), (1, 10, 0)]);
+        let small = batches[0].len();
+        let obj = build(0, &batches, 1000);
+        let lens: Vec<usize> = obj.index.iter().map(|e| e.len as usize).collect();
+        assert_eq!(lens, [small, batches[1].len(), 2 * small]);
+        assert_eq!(
+            obj.index.iter().map(|e| e.first_offset).collect::<Vec<_>>(),
+            [0, 1, 4]
+        );
+    }
+
+    #[test]
+    fn an_empty_segment_round_trips() {
+        let obj = SegmentBuilder::new(77).finish(fields()).expect("finish");
+        let (meta, index) = decode_object(&obj.to_bytes()).expect("decodes");
+        assert_eq!(
+            (meta.base_offset, meta.end_offset, meta.record_count),
+            (77, 77, 0)
+        );
+        assert_eq!((meta.first_timestamp, meta.max_timestamp), (-1, -1));
+        assert!(index.is_empty());
+        assert_eq!(obj.trailer.batches_position, obj.trailer.index_position);
+    }
+
+    #[test]
+    fn the_builder_rejects_bad_batches_and_keeps_its_state() {
+        let batches = batches_from(10, &[(2, 10, 0), (2, 10, 0), (2, 10, 0)]);
+        let mut b = SegmentBuilder::new(10);
+        // A batch that does not start at the base offset.
+        let e = b.push(&batches[1]).unwrap_err();
+        assert_eq!(
+            e,
+            FormatError::OffsetGap {
+                region: Region::Batches,
+                position: 0,
+                expected: 10,
+                found: 12
+            }
+        );
+        b.push(&batches[0]).expect("first batch");
+        // A bad CRC in the second batch of a chunk: nothing of it is taken.
+        let mut corrupt = [batches[1].to_vec(), batches[2].to_vec()].concat();
+        let last = corrupt.len() - 1;
+        corrupt[last] ^= 0xff;
+        let e = b.push(&corrupt).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                FormatError::InvalidBatch {
+                    region: Region::Batches,
+                    source: BatchError::CrcMismatch { .. },
+                    position,
+                } if position == (batches[0].len() + batches[1].len()) as u64
+            ),
+            "{e:?}"
+        );
+        assert_eq!(b.next_offset(), 12);
+        assert_eq!(b.batches_len(), batches[0].len() as u64);
+        // A gap.
+        let e = b.push(&batches[2]).unwrap_err();
+        assert!(matches!(
+            e,
+            FormatError::OffsetGap {
+                expected: 12,
+                found: 14,
+                ..
+            }
+        ));
+        // A torn batch.
+        let torn = &batches[1][..batches[1].len() - 1];
+        assert!(matches!(
+            b.push(torn).unwrap_err(),
+            FormatError::InvalidBatch {
+                source: BatchError::Truncated { .. },
+                ..
+            }
+        ));
+        b.push(&batches[1]).expect("second batch");
+        b.push(&batches[2]).expect("third batch");
+        let obj = b.finish(fields()).expect("finish");
+        assert_eq!(obj.meta.end_offset, 16);
+        decode_object(&obj.to_bytes()).expect("decodes");
+    }
+
+    #[test]
+    fn headers_check_names_and_epochs() {
+        let mut f = fields();
+        f.topic = "t".repeat(MAX_NAME_LEN + 1);
+        let e = SegmentBuilder::new(0).finish(f).unwrap_err();
+        assert_eq!(
+            e,
+            FormatError::NameTooLong {
+                field: "topic",
+                len: MAX_NAME_LEN + 1
+            }
+        );
+
+        let mut f = fields();
+        f.epochs.reverse();
+        let e = SegmentBuilder::new(0).finish(f).unwrap_err();
+        assert!(matches!(
+            e,
+            FormatError::Inconsistent {
+                region: Region::Header,
+                ..
+            }
+        ));
+
+        let mut f = fields();
+        f.tenant = "t".repeat(MAX_NAME_LEN);
+        let obj = SegmentBuilder::new(0)
+            .finish(f.clone())
+            .expect("longest name");
+        assert_eq!(
+            decode_header(&obj.parts[0]).expect("decodes").tenant,
+            f.tenant
+        );
+    }
+
+    #[test]
+    fn decoders_report_precisely() {
+        let obj = build(0, &batches_from(0, &[(2, 10, 0)]), 100);
+        let bytes = obj.to_bytes();
+        let header = obj.parts[0].to_vec();
+
+        let mut wrong = header.clone();
+        wrong[0] = b'X';
+        assert!(matches!(
+            decode_header(&wrong),
+            Err(FormatError::BadMagic {
+                region: Region::Header,
+                ..
+            })
+        ));
+        // A future version, intact: unsupported. A damaged version: corrupt.
+        let mut future = header.clone();
+        future[8..10].copy_from_slice(&2u16.to_le_bytes());
+        let n = future.len();
+        let crc = crc32c::crc32c(&future[..n - 4]);
+        future[n - 4..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(
+            decode_header(&future),
+            Err(FormatError::UnsupportedVersion(2))
+        );
+        let mut damaged = header.clone();
+        damaged[8] ^= 1;
+        assert!(matches!(
+            decode_header(&damaged),
+            Err(FormatError::ChecksumMismatch {
+                region: Region::Header,
+                ..
+            })
+        ));
+        assert_eq!(
+            decode_header(&header[..header.len() - 1]),
+            Err(FormatError::Truncated {
+                region: Region::Header,
+                needed: header.len() as u64,
+                available: header.len() as u64 - 1
+            })
+        );
+
+        let t = obj.trailer;
+        let tail: [u8; TRAILER_LEN] = bytes[bytes.len() - TRAILER_LEN..].try_into().unwrap();
+        assert_eq!(Trailer::decode(&tail), Ok(t));
+        let mut bad = tail;
+        bad[31] = b'X';
+        assert!(matches!(
+            Trailer::decode(&bad),
+            Err(FormatError::BadMagic {
+                region: Region::Trailer,
+                ..
+            })
+        ));
+        let mut bad = tail;
+        bad[3] ^= 4;
+        assert!(matches!(
+            Trailer::decode(&bad),
+            Err(FormatError::ChecksumMismatch {
+                region: Region::Trailer,
+                ..
+            })
+        ));
+        assert!(t.check_object_len(bytes.len() as u64 - 1).is_err());
+
+        let index = &bytes[t.index_range().start as usize..t.index_range().end as usize];
+        assert!(matches!(
+            decode_index(&index[1..], 1),
+            Err(FormatError::Truncated {
+                region: Region::Index,
+                needed: 36,
+                available: 35
+            })
+        ));
+        assert!(matches!(
+            decode_index(index, 0),
+            Err(FormatError::LengthMismatch {
+                region: Region::Index,
+                expected: 4,
+                actual: 36
+            })
+        ));
+
+        let e = obj.index[0];
+        let block = &obj.parts[1][..];
+        verify_block(block, &e).expect("intact");
+        let mut flipped = block.to_vec();
+        flipped[70] ^= 1;
+        assert!(matches!(
+            verify_block(&flipped, &e),
+            Err(FormatError::ChecksumMismatch {
+                region: Region::Block {
+                    first_offset: 0,
+                    position: 0
+                },
+                ..
+            })
+        ));
+        let shifted = IndexEntry {
+            first_offset: 1,
+            ..e
+        };
+        assert!(matches!(
+            verify_block(block, &shifted),
+            Err(FormatError::OffsetGap {
+                expected: 1,
+                found: 0,
+                ..
+            })
+        ));
+    }
+}
