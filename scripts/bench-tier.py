@@ -5,6 +5,8 @@ front of a real S3-compatible server, in one run, markdown report on stdout.
 1. moto_server (pip `moto[server]`, installed by scripts/test.sh) on loopback,
    behind a TCP proxy that delays every chunk by LATENCY_MS (default 100 ms,
    each direction), so every object-store call pays a WAN-like round trip.
+   Both run at `nice 19`: they stand in for a remote service, and on this
+   2-core machine they would otherwise take CPU from the broker.
 2. Produce p99 at a constant rate (`strata bench produce --rate`), once with
    offload running (4 MiB segments, uploads going on all the time) and once with
    offload held back (one pass an hour): the ratio of the two p99s.
@@ -55,9 +57,24 @@ def free_port():
 # ------------------------------------------------------------ latency proxy
 
 def start_proxy(target_port, delay_s):
+    """Runs `proxy` in a child process at the lowest CPU priority (like moto:
+    both stand in for a remote service and must not take CPU from the broker
+    on this shared machine); returns its port."""
+    port = free_port()
+    proc = Proc(["nice", "-n", "19", sys.executable, os.path.abspath(__file__), "--proxy",
+                 str(port), str(target_port), str(delay_s)])
+    for _ in range(100):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return port, proc
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("the latency proxy did not start")
+
+
+def proxy(port, target_port, delay_s):
     """A TCP proxy on loopback delaying each chunk by `delay_s`, per direction,
     without limiting throughput (chunks are released in order at arrival + delay)."""
-    port = free_port()
     loop = asyncio.new_event_loop()
 
     async def pipe(reader, writer):
@@ -101,8 +118,7 @@ def start_proxy(target_port, delay_s):
         async with server:
             await server.serve_forever()
 
-    threading.Thread(target=lambda: loop.run_until_complete(main()), daemon=True).start()
-    return port
+    loop.run_until_complete(main())
 
 
 # ------------------------------------------------------------ processes
@@ -124,7 +140,8 @@ class Proc:
 
 def start_moto():
     port = free_port()
-    moto = Proc([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)])
+    moto = Proc(["nice", "-n", "19", sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
+                 "-p", str(port)])
     for _ in range(300):
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
@@ -232,6 +249,9 @@ def wait_for(pred, what, timeout=1800):
 
 
 def main():
+    if len(sys.argv) == 5 and sys.argv[1] == "--proxy":
+        proxy(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))
+        return
     p = argparse.ArgumentParser()
     p.add_argument("--strata", default="target/release/strata")
     a = p.parse_args()
@@ -245,7 +265,8 @@ def main():
     try:
         moto, moto_port = start_moto()
         procs.append(moto)
-        proxy = start_proxy(moto_port, LATENCY_MS / 1000)
+        proxy, proxy_proc = start_proxy(moto_port, LATENCY_MS / 1000)
+        procs.append(proxy_proc)
         log(f"moto on {moto_port}, {LATENCY_MS:g} ms each way through the proxy on {proxy}")
         small = {"segment_bytes": 4 << 20, "local_retention_ms": 0, "local_retention_bytes": 0}
 

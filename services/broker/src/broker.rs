@@ -280,7 +280,8 @@ impl Broker {
                 format!("cannot open the object store {url}: {e}"),
             )
         })?;
-        let tier = Arc::new(crate::tiering::Tier::new(handle, config.tier.clone()));
+        let tier =
+            Arc::new(crate::tiering::Tier::open(handle, config.tier.clone(), &data_dir).await);
 
         let (stop, stopped) = watch::channel(false);
         let mut tasks = vec![retention::spawn(

@@ -56,6 +56,9 @@ pub struct TierConfig {
     pub cache_disk_bytes: u64,
     /// Blocks fetched ahead of a reader that reads sequentially.
     pub read_ahead_blocks: usize,
+    /// Size of the blocks a segment object is indexed by: the unit of a
+    /// ranged GET and of the cache.
+    pub block_bytes: usize,
 }
 
 impl Default for TierConfig {
@@ -70,6 +73,7 @@ impl Default for TierConfig {
             cache_memory_bytes: 256 * 1024 * 1024,
             cache_disk_bytes: 4 * 1024 * 1024 * 1024,
             read_ahead_blocks: 8,
+            block_bytes: strata_tier::segment::DEFAULT_BLOCK_SIZE,
         }
     }
 }

@@ -98,6 +98,10 @@ pub struct ServerArgs {
     /// Local disk for cached segment blocks, in bytes; 0: memory only [default: 4294967296].
     #[arg(long, env = "STRATA_CACHE_DISK_BYTES")]
     pub cache_disk_bytes: Option<u64>,
+    /// Size of the blocks segment objects are indexed by (one ranged GET, one
+    /// cache entry), in bytes [default: 1048576].
+    #[arg(long, env = "STRATA_TIER_BLOCK_BYTES")]
+    pub tier_block_bytes: Option<usize>,
     /// Blocks fetched ahead of a sequential reader of the bucket [default: 8].
     #[arg(long, env = "STRATA_READ_AHEAD_BLOCKS")]
     pub read_ahead_blocks: Option<usize>,
@@ -149,6 +153,7 @@ struct FileConfig {
     cache_memory_bytes: Option<u64>,
     cache_disk_bytes: Option<u64>,
     read_ahead_blocks: Option<usize>,
+    tier_block_bytes: Option<usize>,
     kafka_listen: Option<String>,
     kafka_advertised_host: Option<String>,
     kafka_advertised_port: Option<u16>,
@@ -288,6 +293,13 @@ impl ServerArgs {
         }
         if let Some(v) = self.read_ahead_blocks.or(file.read_ahead_blocks) {
             tier.read_ahead_blocks = v;
+        }
+        if let Some(v) = self.tier_block_bytes.or(file.tier_block_bytes) {
+            anyhow::ensure!(
+                (4096..=64 << 20).contains(&v),
+                "tier_block_bytes must be between 4096 and 67108864"
+            );
+            tier.block_bytes = v;
         }
         if let Some(v) = self.local_retention_ms.or(file.local_retention_ms) {
             broker.default_topic.local_retention_ms = v;

@@ -694,3 +694,76 @@ async fn a_corrupted_object_is_reported_not_served() {
     let later = read_http(&node, 1, 0).await.expect("partition 1 is intact");
     assert_eq!(later.len(), want[1].len());
 }
+
+/// A counter's value in `/metrics` (0 when absent).
+async fn metric(node: &Node, name: &str) -> f64 {
+    let text = http()
+        .get(node.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_of_the_same_history_share_bucket_fetches_and_read_ahead() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(dir.path(), Bucket::Local, &["--tier-block-bytes", "65536"]);
+    // Segments of about three 64 KiB blocks.
+    let config = json!({"segment_bytes": 196_608, "segment_ms": 300, "local_retention_ms": 0, "local_retention_bytes": 0});
+    create_topic(&node, config).await;
+    let want = produce(&node, 0, 4_000).await;
+    let d = wait_offloaded(&node).await;
+    let remote_bytes = |p: u64| {
+        d["partition_info"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["partition"].as_u64() == Some(p))
+            .and_then(|i| i["remote_bytes"].as_u64())
+            .expect("remote bytes") as f64
+    };
+    let expected = |p: usize| -> Vec<(u64, String, String)> {
+        want[p]
+            .iter()
+            .enumerate()
+            .map(|(i, (k, v))| (i as u64, k.clone(), v.clone()))
+            .collect()
+    };
+    // After a restart the block cache is empty (and the metrics are zero).
+    node.restart();
+    assert_eq!(
+        metric(&node, "strata_tier_bucket_read_bytes_total").await,
+        0.0
+    );
+
+    // Two readers of the same history at once: about one fetch per block.
+    let (a, b) = tokio::join!(read_http(&node, 0, 0), read_http(&node, 0, 0));
+    assert!(a.expect("reader a") == expected(0), "reader a differs");
+    assert!(b.expect("reader b") == expected(0), "reader b differs");
+    let fetched = metric(&node, "strata_tier_bucket_read_bytes_total").await;
+    let one_pass = remote_bytes(0);
+    assert!(
+        fetched >= 0.9 * one_pass && fetched <= 1.3 * one_pass,
+        "{fetched} bytes fetched from the bucket for two readers of {one_pass} bytes of objects"
+    );
+
+    // One sequential reader catching up: read-ahead fetches before it asks.
+    let ahead = metric(&node, "strata_tier_read_ahead_blocks_total").await;
+    let hits = metric(&node, "strata_tier_cache_hits_total").await;
+    let got = read_http(&node, 1, 0).await.expect("catch-up read");
+    assert!(got == expected(1), "partition 1 differs");
+    assert!(
+        metric(&node, "strata_tier_read_ahead_blocks_total").await > ahead,
+        "no read-ahead"
+    );
+    assert!(metric(&node, "strata_tier_cache_hits_total").await > hits);
+    let fetched = metric(&node, "strata_tier_bucket_read_bytes_total").await;
+    let both = remote_bytes(0) + remote_bytes(1);
+    assert!(fetched <= 1.3 * both, "{fetched} bytes fetched for {both}");
+}

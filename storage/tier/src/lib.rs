@@ -4,6 +4,7 @@
 //! See `docs/tiered-storage.md` for the object format, the key layout and
 //! the offload sequence.
 
+pub mod cache;
 pub mod error;
 pub mod keys;
 pub mod remote;

@@ -12,7 +12,9 @@
 //! ([`RemoteSegment::read_block`]); a block is checked against its CRC and
 //! its index entry before a byte of it is returned. Corruption is reported
 //! as [`TierError::Corrupt`] (with the key and what is wrong where), never
-//! served.
+//! served. With a [`BlockCache`] ([`RemoteSegment::with_cache`]) blocks are
+//! read through it, and sequential readers get read-ahead (see
+//! [`crate::cache`]).
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -23,10 +25,11 @@ use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 use strata_log::batch;
 
+use crate::cache::{BUCKET_READ_BYTES, BlockCache, BlockFetch, NextSegment};
 use crate::error::{FormatError, Region, TierError};
 use crate::segment::{
     IndexEntry, MIN_HEADER_LEN, SegmentMeta, TRAILER_LEN, Trailer, block_for_offset, check_index,
-    decode_header, decode_index, verify_block,
+    decode_header, decode_index,
 };
 
 /// Blocks fetched at once by one [`RemoteSegment::read_from`].
@@ -41,6 +44,9 @@ pub struct RemoteSegment {
     trailer: Trailer,
     meta: SegmentMeta,
     index: Vec<IndexEntry>,
+    /// The partition, for read-ahead: `tenant/topic id/partition`.
+    stream: String,
+    cache: Option<Arc<BlockCache>>,
 }
 
 /// Whole batches read from a block: the bytes from the batch holding the
@@ -75,6 +81,7 @@ impl RemoteSegment {
         let got = store.get_opts(&key, suffix).await?;
         let actual = got.meta.size;
         let tail = got.bytes().await?;
+        BUCKET_READ_BYTES.inc_by(tail.len() as u64);
         FormatError::check_len(Region::Object, size, actual).map_err(corrupt)?;
         let tail: &[u8; TRAILER_LEN] = tail.as_ref().try_into().map_err(|_| {
             corrupt(FormatError::Truncated {
@@ -110,6 +117,7 @@ impl RemoteSegment {
         let index = decode_index(&index, trailer.index_entries).map_err(corrupt)?;
         let batches = trailer.batches_range();
         check_index(&index, &meta, batches.end - batches.start).map_err(corrupt)?;
+        let stream = format!("{}/{}/{}", meta.tenant, meta.topic_id, meta.partition);
         Ok(RemoteSegment {
             store,
             key,
@@ -117,7 +125,15 @@ impl RemoteSegment {
             trailer,
             meta,
             index,
+            stream,
+            cache: None,
         })
+    }
+
+    /// Reads blocks through `cache` from now on.
+    pub fn with_cache(mut self, cache: Arc<BlockCache>) -> RemoteSegment {
+        self.cache = Some(cache);
+        self
     }
 
     /// The object's key.
@@ -152,19 +168,57 @@ impl RemoteSegment {
         Some(start + r.start..start + r.end)
     }
 
-    /// Reads block `i` (one ranged GET) and checks it against its CRC and
-    /// index entry; corruption is [`TierError::Corrupt`].
+    /// Offsets of block `i`: from its first to the next block's first (the
+    /// segment's end for the last).
+    pub fn block_offsets(&self, i: usize) -> Option<Range<u64>> {
+        let start = self.index.get(i)?.first_offset;
+        let end = self
+            .index
+            .get(i + 1)
+            .map_or(self.meta.end_offset, |e| e.first_offset);
+        Some(start..end)
+    }
+
+    /// The partition this segment belongs to, as read-ahead names it.
+    pub(crate) fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    pub(crate) fn block_fetch(&self, i: usize) -> Option<BlockFetch> {
+        Some(BlockFetch {
+            store: self.store.clone(),
+            key: self.key.clone(),
+            block: i,
+            entry: *self.index.get(i)?,
+            range: self.block_range(i)?,
+        })
+    }
+
+    /// Reads block `i` (one ranged GET, or the block cache) and checks it
+    /// against its CRC and index entry; corruption is [`TierError::Corrupt`].
     pub async fn read_block(&self, i: usize) -> Result<Bytes, TierError> {
-        let (Some(entry), Some(range)) = (self.index.get(i), self.block_range(i)) else {
+        self.read_block_with(i, None).await
+    }
+
+    async fn read_block_with(
+        &self,
+        i: usize,
+        next: Option<NextSegment>,
+    ) -> Result<Bytes, TierError> {
+        let Some(f) = self.block_fetch(i) else {
             return Err(TierError::NoSuchBlock {
                 key: self.key.to_string(),
                 block: i,
                 blocks: self.index.len(),
             });
         };
-        let bytes = fetch(&self.store, &self.key, range, entry.region()).await?;
-        verify_block(&bytes, entry).map_err(|e| TierError::corrupt(&self.key, e))?;
-        Ok(bytes)
+        match &self.cache {
+            Some(cache) => {
+                cache.read_ahead(self, i, next.as_ref());
+                cache.get(&f).await
+            }
+            None => f.fetch().await,
+        }
     }
 
     /// Whole batches from the one holding `offset`: from the block holding
@@ -177,6 +231,17 @@ impl RemoteSegment {
         offset: u64,
         max_bytes: usize,
     ) -> Result<(Vec<Bytes>, u64), TierError> {
+        self.read_from_with(offset, max_bytes, None).await
+    }
+
+    /// As [`RemoteSegment::read_from`]; a sequential reader's read-ahead
+    /// continues into the following segment objects through `next`.
+    pub async fn read_from_with(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+        next: Option<NextSegment>,
+    ) -> Result<(Vec<Bytes>, u64), TierError> {
         let out_of_range = || TierError::OffsetOutOfRange {
             key: self.key.to_string(),
             offset,
@@ -187,7 +252,7 @@ impl RemoteSegment {
             return Err(out_of_range());
         }
         let first = block_for_offset(&self.index, offset).ok_or_else(out_of_range)?;
-        let block = self.read_block(first).await?;
+        let block = self.read_block_with(first, next.clone()).await?;
         let mut total = 0usize;
         let sel = self.select(first, &block, offset, max_bytes, &mut total)?;
         let mut out: Vec<Bytes> = sel.bytes.into_iter().collect();
@@ -206,7 +271,10 @@ impl RemoteSegment {
             .collect();
         // Owned indices: a closure over `&usize` would make this future
         // `Send` only for one lifetime, which callers that spawn it cannot use.
-        let fetches: Vec<_> = more.iter().map(|&i| self.read_block(i)).collect();
+        let fetches: Vec<_> = more
+            .iter()
+            .map(|&i| self.read_block_with(i, next.clone()))
+            .collect();
         let blocks: Vec<Bytes> = futures::stream::iter(fetches)
             .buffered(BLOCK_FETCH_CONCURRENCY)
             .try_collect()
@@ -282,7 +350,7 @@ impl RemoteSegment {
 }
 
 /// One ranged GET that must return exactly `range`.
-async fn fetch(
+pub(crate) async fn fetch(
     store: &Arc<dyn ObjectStore>,
     key: &Path,
     range: Range<u64>,
@@ -290,13 +358,14 @@ async fn fetch(
 ) -> Result<Bytes, TierError> {
     let expected = range.end - range.start;
     let bytes = store.get_range(key, range).await?;
+    BUCKET_READ_BYTES.inc_by(bytes.len() as u64);
     FormatError::check_len(region, expected, bytes.len() as u64)
         .map_err(|e| TierError::corrupt(key, e))?;
     Ok(bytes)
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::segment::{EpochStart, SegmentBuilder, SegmentFields, SegmentObject};
     use futures::stream::BoxStream;
@@ -310,11 +379,12 @@ mod tests {
 
     type OsResult<T> = object_store::Result<T>;
 
-    /// Counts GET requests.
+    /// Counts GET requests (and may make each take `delay`).
     #[derive(Debug)]
-    struct Counting {
-        inner: Arc<dyn ObjectStore>,
-        gets: AtomicUsize,
+    pub(crate) struct Counting {
+        pub inner: Arc<dyn ObjectStore>,
+        pub gets: AtomicUsize,
+        pub delay: std::time::Duration,
     }
 
     impl std::fmt::Display for Counting {
@@ -337,6 +407,9 @@ mod tests {
         }
         async fn get_opts(&self, l: &Path, o: GetOptions) -> OsResult<GetResult> {
             self.gets.fetch_add(1, Ordering::Relaxed);
+            if !self.delay.is_zero() {
+                tokio::time::sleep(self.delay).await;
+            }
             self.inner.get_opts(l, o).await
         }
         fn delete_stream(
@@ -358,7 +431,7 @@ mod tests {
 
     /// `n` batches from offset `base`, of 1 to 4 records with values of
     /// varied sizes, timestamps increasing.
-    fn batches(base: u64, n: usize) -> Vec<Bytes> {
+    pub(crate) fn batches(base: u64, n: usize) -> Vec<Bytes> {
         let mut next = base;
         (0..n)
             .map(|i| {
@@ -376,7 +449,7 @@ mod tests {
             .collect()
     }
 
-    fn build(base: u64, batches: &[Bytes], block_size: usize) -> SegmentObject {
+    pub(crate) fn build(base: u64, batches: &[Bytes], block_size: usize) -> SegmentObject {
         let mut b = SegmentBuilder::with_block_size(base, block_size);
         for chunk in batches.chunks(3) {
             b.push_bytes(Bytes::from(chunk.concat())).expect("push");
@@ -394,7 +467,7 @@ mod tests {
         .expect("finish")
     }
 
-    async fn put(store: &Arc<dyn ObjectStore>, key: &Path, obj: &SegmentObject) {
+    pub(crate) async fn put(store: &Arc<dyn ObjectStore>, key: &Path, obj: &SegmentObject) {
         let payload: PutPayload = obj.parts.iter().cloned().collect();
         store.put(key, payload).await.expect("put");
     }
@@ -497,6 +570,7 @@ mod tests {
         let counting = Arc::new(Counting {
             inner: Arc::new(InMemory::new()),
             gets: AtomicUsize::new(0),
+            delay: std::time::Duration::ZERO,
         });
         let store: Arc<dyn ObjectStore> = counting.clone();
         let key = Path::from("k.seg");

@@ -43,7 +43,9 @@ pub const TRAILER_LEN: usize = 32;
 /// Size of one index entry.
 pub const INDEX_ENTRY_LEN: usize = 32;
 /// Target size of an index block.
-pub const DEFAULT_BLOCK_SIZE: usize = 64 * 1024;
+/// 1 MiB: a block is the unit of a ranged GET and of the cache, so it is
+/// sized for an object store's round trip (tens of ms and up), not a disk's.
+pub const DEFAULT_BLOCK_SIZE: usize = 1024 * 1024;
 /// Longest tenant or topic name the header can hold (u16 length).
 pub const MAX_NAME_LEN: usize = u16::MAX as usize;
 /// Magic, version and header length: the same in every format version.

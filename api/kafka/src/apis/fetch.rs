@@ -103,30 +103,43 @@ pub(crate) async fn handle(
     }
 }
 
+/// Reads every partition at once (reads from the bucket each wait on
+/// object-store round trips; in turn they would add up), then applies the
+/// response's byte budget in request order: past the first partition with
+/// data, a partition whose data does not fit in what is left sends none
+/// (its next fetch gets it).
 async fn read_all(
     shared: &Shared,
     topics: &[(TopicName, Vec<Wanted>)],
     budget: usize,
 ) -> Vec<Vec<Found>> {
+    let reads = topics.iter().map(|(_, partitions)| {
+        futures::future::join_all(
+            partitions
+                .iter()
+                .map(|wanted| read_one(shared, wanted, budget)),
+        )
+    });
+    let mut out = futures::future::join_all(reads).await;
     let mut left = budget;
     let mut first = true;
-    let mut out = Vec::with_capacity(topics.len());
-    for (_, partitions) in topics {
-        let mut found = Vec::with_capacity(partitions.len());
-        for wanted in partitions {
-            let f = read_one(shared, wanted, left, first).await;
-            if let Some(r) = &f.records {
-                left = left.saturating_sub(r.len());
-                first = false;
-            }
-            found.push(f);
+    for found in out.iter_mut().flatten() {
+        let Some(len) = found.records.as_ref().map(Bytes::len) else {
+            continue;
+        };
+        if first || len <= left {
+            left = left.saturating_sub(len);
+            first = false;
+        } else {
+            found.records = None;
         }
-        out.push(found);
     }
     out
 }
 
-async fn read_one(shared: &Shared, wanted: &Wanted, budget: usize, first: bool) -> Found {
+/// One partition, up to its own limit and `budget` (at least one batch when
+/// it has data).
+async fn read_one(shared: &Shared, wanted: &Wanted, budget: usize) -> Found {
     let (topic, index, p) = match &wanted.partition {
         Ok(p) => p,
         Err(code) => {
@@ -151,11 +164,10 @@ async fn read_one(shared: &Shared, wanted: &Wanted, budget: usize, first: bool) 
         return found;
     }
     let limit = wanted.max_bytes.min(budget);
-    if wanted.offset == end || (limit == 0 && !first) || wanted.max_bytes == 0 {
+    if wanted.offset == end || wanted.max_bytes == 0 {
         return found;
     }
-    // The log returns at least one whole batch; past the first partition
-    // with data, a batch that does not fit is left for the next fetch.
+    // At least one whole batch comes back, however large (KIP-74).
     let read = shared
         .broker
         .read_batches(topic, *index, p, wanted.offset as u64, limit.max(1))
@@ -165,9 +177,6 @@ async fn read_one(shared: &Shared, wanted: &Wanted, budget: usize, first: bool) 
             found.high_watermark = read.end_offset as i64;
             found.log_start = read.log_start as i64;
             let len = read.len_bytes();
-            if len > limit && !first {
-                return found;
-            }
             found.records = Some(concat(read.chunks, len));
         }
         Err(e) => found.error = errors::code(&e),

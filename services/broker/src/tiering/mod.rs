@@ -1,7 +1,8 @@
 //! Tiered storage, the broker's side: sealed segments are uploaded to the
 //! bucket, committed to their partition's manifest in the metadata store,
 //! and only then released from local disk; reads below a partition's local
-//! copy are served from the bucket; orphaned objects are collected.
+//! copy are served from the bucket, through a block cache (memory and local
+//! disk) with read-ahead; orphaned objects are collected.
 //!
 //! The order is what makes it crash-safe (see docs/tiered-storage.md):
 //! an object is written under a key no one else uses (its upload id), then
@@ -16,14 +17,11 @@ mod offload;
 pub(crate) mod policy;
 mod read;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use strata_log::Log;
-use strata_tier::remote::RemoteSegment;
 use strata_tier::store::ObjectStoreHandle;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -42,18 +40,26 @@ const OPEN_SEGMENTS: usize = 1024;
 pub(crate) struct Tier {
     pub handle: ObjectStoreHandle,
     pub config: TierConfig,
-    /// Opened segment objects by key: their header and index, fetched once.
-    open: Mutex<HashMap<String, Arc<RemoteSegment>>>,
+    /// Opened segment objects by key (their header and index, fetched
+    /// once), reading blocks through the block cache.
+    segments: read::Segments,
     /// Bytes on local disk not yet in the bucket, as of the last offload pass.
     pending_bytes: AtomicU64,
 }
 
 impl Tier {
-    pub fn new(handle: ObjectStoreHandle, config: TierConfig) -> Tier {
+    /// The bucket behind `handle`, and the block cache `config` sizes (its
+    /// disk tier under `data_dir`, emptied at start).
+    pub async fn open(
+        handle: ObjectStoreHandle,
+        config: TierConfig,
+        data_dir: &std::path::Path,
+    ) -> Tier {
+        let cache = read::open_cache(&config, data_dir).await;
         Tier {
+            segments: read::Segments::new(handle.store().clone(), cache),
             handle,
             config,
-            open: Mutex::new(HashMap::new()),
             pending_bytes: AtomicU64::new(0),
         }
     }
@@ -71,12 +77,10 @@ impl Tier {
         crate::metrics::OFFLOAD_LAG_SECONDS.set(lag_ms as f64 / 1000.0);
     }
 
-    /// Forgets opened segments (after retention deleted objects).
+    /// Forgets opened segments and their cached blocks (after retention
+    /// deleted objects).
     pub fn forget(&self, keys: &[String]) {
-        let mut open = self.open.lock();
-        for k in keys {
-            open.remove(k);
-        }
+        self.segments.forget(keys);
     }
 }
 

@@ -182,10 +182,10 @@ async fn upload(
         }],
     };
     let mut reader = p.segment_reader(segment.base_offset).map_err(from_log)?;
-    let base = segment.base_offset;
+    let (base, block_bytes) = (segment.base_offset, tier.config.block_bytes);
     // Reading the local segment and building the object are blocking work.
     let object = tokio::task::spawn_blocking(move || {
-        let mut builder = SegmentBuilder::new(base);
+        let mut builder = SegmentBuilder::with_block_size(base, block_bytes);
         while let Some(chunk) = reader.next_chunk().map_err(from_log)? {
             builder
                 .push_bytes(chunk)
