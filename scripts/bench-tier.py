@@ -265,16 +265,16 @@ def main():
     try:
         moto, moto_port = start_moto()
         procs.append(moto)
-        proxy, proxy_proc = start_proxy(moto_port, LATENCY_MS / 1000)
+        proxy_port, proxy_proc = start_proxy(moto_port, LATENCY_MS / 1000)
         procs.append(proxy_proc)
-        log(f"moto on {moto_port}, {LATENCY_MS:g} ms each way through the proxy on {proxy}")
+        log(f"moto on {moto_port}, {LATENCY_MS:g} ms each way through the proxy on {proxy_port}")
         small = {"segment_bytes": 4 << 20, "local_retention_ms": 0, "local_retention_bytes": 0}
 
         results = {}
         for mode, extra in (("offload held back", ["--offload-interval", "1h"]),
                             ("offload running", ["--offload-interval", "200ms"])):
             data = os.path.join(work, mode.replace(" ", "-"))
-            server = Server(strata, data, proxy, extra)
+            server = Server(strata, data, proxy_port, extra)
             procs.append(server)
             create_topic(server, "w6", 16, small)
             results[mode] = bench_produce(server, "w6", RATE, DURATION)
@@ -288,7 +288,7 @@ def main():
 
         # Cold catch-up read.
         data = os.path.join(work, "read")
-        server = Server(strata, data, proxy, ["--offload-interval", "1h"])
+        server = Server(strata, data, proxy_port, ["--offload-interval", "1h"])
         procs.append(server)
         create_topic(server, "cold", 4, {"segment_bytes": 64 << 20, "segment_ms": 1000,
                                          "local_retention_ms": 0, "local_retention_bytes": 0})
@@ -308,7 +308,7 @@ def main():
         server.stop()
         procs.remove(server)
         # Offload everything (idle segments seal after 1 s), release it locally.
-        server = Server(strata, data, proxy, ["--offload-interval", "200ms"])
+        server = Server(strata, data, proxy_port, ["--offload-interval", "200ms"])
         procs.append(server)
 
         def offloaded():
@@ -321,7 +321,7 @@ def main():
         upload_s = time.monotonic() - started
         server.stop()
         procs.remove(server)
-        server = Server(strata, data, proxy, ["--offload-interval", "1h"])
+        server = Server(strata, data, proxy_port, ["--offload-interval", "1h"])
         procs.append(server)
         before = server.metric("strata_tier_read_bytes_total")
         remote_s, _ = kcat_read(server, "cold", records)
