@@ -7,23 +7,25 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use strata_api::{ApiError, ErrorCode};
-use strata_log::{AppendOptions, Appended, Durability, Log, LogError, Partition, ReadBatches};
+use strata_log::{AppendOptions, Durability, Log, Partition, ReadBatches};
 use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::config::BrokerConfig;
 use crate::errors::{from_log, out_of_range};
-use crate::metadata::{GroupOffset, LocalMetadataStore, MetadataStore, TopicMeta};
-use crate::names::{validate_group, validate_tenant, validate_topic};
+use crate::metadata::{LocalMetadataStore, MetadataStore, TopicMeta};
+use crate::names::{validate_tenant, validate_topic};
 use crate::partitioner::partition_for_key;
 use crate::{metrics, records, retention};
 
 mod admin;
+mod append;
 mod groups;
 mod topics;
 mod wire;
 
+use append::append_all;
 pub(crate) use topics::partition_key;
 use topics::reconcile;
 
@@ -200,48 +202,6 @@ fn partition_not_found(topic: &TopicMeta, partition: u32) -> ApiError {
 
 fn internal(what: &str, e: impl std::fmt::Display) -> ApiError {
     ApiError::new(ErrorCode::Internal, format!("{what}: {e}"))
-}
-
-/// One partition's share of a produce: the partition, the request positions
-/// of its records, its log partition and the batch holding them.
-type AppendJob = (u32, Vec<usize>, Partition, Bytes);
-type AppendDone = (u32, Vec<usize>, std::result::Result<Appended, LogError>);
-
-/// Appends to several partitions at once; each result keeps the partition
-/// and the request positions of its records.
-async fn append_all(jobs: Vec<AppendJob>, options: AppendOptions) -> Result<Vec<AppendDone>> {
-    if jobs.len() == 1 {
-        // The common case needs no task.
-        let mut done = Vec::with_capacity(1);
-        for (partition, indices, p, batch) in jobs {
-            let result = p.append(&batch[..], options).await;
-            done.push((partition, indices, result));
-        }
-        return Ok(done);
-    }
-    let mut tasks = JoinSet::new();
-    for (partition, indices, p, batch) in jobs {
-        tasks.spawn(async move {
-            let result = p.append(&batch[..], options).await;
-            (partition, indices, result)
-        });
-    }
-    let mut done = Vec::new();
-    let mut failure = None;
-    // Every append runs to completion before an error is reported, so the
-    // caller never returns while some of its records are still being written.
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(d) => done.push(d),
-            Err(e) => {
-                failure.get_or_insert(internal("append task failed", e));
-            }
-        }
-    }
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(done),
-    }
 }
 
 impl Broker {
@@ -591,51 +551,6 @@ impl Broker {
     ) -> Result<tokio::sync::watch::Receiver<u64>> {
         let meta = self.topic(tenant, topic).await?;
         Ok(self.partition(&meta, partition)?.watch_end())
-    }
-
-    /// Stores a group's offsets (with their metadata strings). Every topic
-    /// and partition must exist, as Kafka requires.
-    pub async fn commit_offsets(
-        &self,
-        tenant: &str,
-        group: &str,
-        offsets: Vec<GroupOffset>,
-    ) -> Result<()> {
-        validate_tenant(tenant)?;
-        validate_group(group)?;
-        for o in &offsets {
-            validate_topic(&o.topic)?;
-        }
-        self.check_tenant(tenant).await?;
-        let mut topics: HashMap<&str, TopicMeta> = HashMap::new();
-        for o in &offsets {
-            if !topics.contains_key(o.topic.as_str()) {
-                topics.insert(&o.topic, self.topic(tenant, &o.topic).await?);
-            }
-            if let Some(t) = topics.get(o.topic.as_str())
-                && o.partition >= t.partitions
-            {
-                return Err(partition_not_found(t, o.partition));
-            }
-        }
-        self.meta.commit_offsets(tenant, group, &offsets).await
-    }
-
-    /// A group's committed offsets; `group_not_found` if it never committed.
-    pub async fn fetch_offsets(&self, tenant: &str, group: &str) -> Result<Vec<GroupOffset>> {
-        validate_tenant(tenant)?;
-        validate_group(group)?;
-        self.check_tenant(tenant).await?;
-        self.meta
-            .fetch_offsets(tenant, group)
-            .await?
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::GroupNotFound,
-                    format!("group {group:?} has no committed offsets in tenant {tenant:?}"),
-                )
-                .with_details(serde_json::json!({ "tenant": tenant, "group": group }))
-            })
     }
 
     /// Stops retention and closes the log after flushing it.

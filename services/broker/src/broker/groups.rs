@@ -1,12 +1,60 @@
 //! Consumer groups as the broker knows them: by their committed offsets.
 //! Membership (who is in a group now) belongs to a front end's coordinator.
 
+use std::collections::HashMap;
+
 use strata_api::{ApiError, ErrorCode};
 
-use super::{Broker, Result};
-use crate::names::{validate_group, validate_tenant};
+use super::{Broker, Result, partition_not_found};
+use crate::metadata::{GroupOffset, TopicMeta};
+use crate::names::{validate_group, validate_tenant, validate_topic};
 
 impl Broker {
+    /// Stores a group's offsets (with their metadata strings). Every topic
+    /// and partition must exist, as Kafka requires.
+    pub async fn commit_offsets(
+        &self,
+        tenant: &str,
+        group: &str,
+        offsets: Vec<GroupOffset>,
+    ) -> Result<()> {
+        validate_tenant(tenant)?;
+        validate_group(group)?;
+        for o in &offsets {
+            validate_topic(&o.topic)?;
+        }
+        self.check_tenant(tenant).await?;
+        let mut topics: HashMap<&str, TopicMeta> = HashMap::new();
+        for o in &offsets {
+            if !topics.contains_key(o.topic.as_str()) {
+                topics.insert(&o.topic, self.topic(tenant, &o.topic).await?);
+            }
+            if let Some(t) = topics.get(o.topic.as_str())
+                && o.partition >= t.partitions
+            {
+                return Err(partition_not_found(t, o.partition));
+            }
+        }
+        self.meta.commit_offsets(tenant, group, &offsets).await
+    }
+
+    /// A group's committed offsets; `group_not_found` if it never committed.
+    pub async fn fetch_offsets(&self, tenant: &str, group: &str) -> Result<Vec<GroupOffset>> {
+        validate_tenant(tenant)?;
+        validate_group(group)?;
+        self.check_tenant(tenant).await?;
+        self.meta
+            .fetch_offsets(tenant, group)
+            .await?
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::GroupNotFound,
+                    format!("group {group:?} has no committed offsets in tenant {tenant:?}"),
+                )
+                .with_details(serde_json::json!({ "tenant": tenant, "group": group }))
+            })
+    }
+
     /// The groups of `tenant` with at least one committed offset, sorted.
     pub async fn list_groups(&self, tenant: &str) -> Result<Vec<String>> {
         validate_tenant(tenant)?;
