@@ -223,22 +223,18 @@ impl TopicConfig {
         Ok(())
     }
 
-    /// `local_retention_ms` with -2 resolved to `retention_ms` (-1: never by age).
+    /// `local_retention_ms` with -2 resolved to `retention_ms` (-1: never by
+    /// age), and never longer than `retention_ms`: the local copy cannot
+    /// outlive the data (Kafka refuses such a config; a default of 10 minutes
+    /// under a shorter `retention_ms` is simply capped here).
     pub fn effective_local_retention_ms(&self) -> i64 {
-        if self.local_retention_ms == -2 {
-            self.retention_ms
-        } else {
-            self.local_retention_ms
-        }
+        cap(self.local_retention_ms, self.retention_ms)
     }
 
-    /// `local_retention_bytes` with -2 resolved to `retention_bytes` (-1: no limit).
+    /// `local_retention_bytes` with -2 resolved to `retention_bytes` (-1: no
+    /// limit), and never more than `retention_bytes`.
     pub fn effective_local_retention_bytes(&self) -> i64 {
-        if self.local_retention_bytes == -2 {
-            self.retention_bytes
-        } else {
-            self.local_retention_bytes
-        }
+        cap(self.local_retention_bytes, self.retention_bytes)
     }
 
     /// The log's view of this config. `segment_bytes` is validated positive.
@@ -247,6 +243,16 @@ impl TopicConfig {
             segment_bytes: u64::try_from(self.segment_bytes).unwrap_or(u64::MAX),
             segment_ms: self.segment_ms,
         }
+    }
+}
+
+/// A local limit resolved against the total one: -2 follows it, -1 (no
+/// limit) or a larger value gives way to a finite total.
+fn cap(local: i64, total: i64) -> i64 {
+    match (local, total) {
+        (-2, t) => t,
+        (l, t) if t >= 0 && (l < 0 || l > t) => t,
+        (l, _) => l,
     }
 }
 
@@ -282,6 +288,22 @@ mod tests {
             TopicConfig::default().max_message_bytes
         );
         c.validate(8 * 1024 * 1024).unwrap();
+    }
+
+    #[test]
+    fn local_retention_follows_and_never_exceeds_retention() {
+        let c = |retention_ms, local_retention_ms| TopicConfig {
+            retention_ms,
+            local_retention_ms,
+            ..TopicConfig::default()
+        };
+        assert_eq!(c(1000, -2).effective_local_retention_ms(), 1000);
+        assert_eq!(c(1000, 2000).effective_local_retention_ms(), 1000);
+        assert_eq!(c(1000, -1).effective_local_retention_ms(), 1000);
+        assert_eq!(c(1000, 500).effective_local_retention_ms(), 500);
+        assert_eq!(c(-1, 500).effective_local_retention_ms(), 500);
+        assert_eq!(c(-1, -1).effective_local_retention_ms(), -1);
+        assert_eq!(c(-1, -2).effective_local_retention_ms(), -1);
     }
 
     #[test]
