@@ -199,7 +199,7 @@ async fn upload(
     .map_err(|e| error(ErrorCode::Internal, "segment build task failed", e))??;
     let meta = object.meta.clone();
     let bytes = object.to_bytes();
-    let upload_id = uuid::Uuid::new_v4().simple().to_string();
+    let upload_id = keys::new_upload_id();
     let path = keys::segment_key(
         tier.handle.prefix(),
         &topic.tenant,

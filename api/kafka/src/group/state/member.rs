@@ -67,22 +67,7 @@ pub(super) fn answer<T>(tx: oneshot::Sender<T>, value: T) {
     let _ = tx.send(value);
 }
 
-/// A fresh member id: `{prefix}-{uuid}` as in Kafka.
+/// A fresh member id: `{prefix}-{uuid}` as in Kafka (a random v4 UUID).
 pub(super) fn new_member_id(prefix: &str) -> String {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    // Unique by the counter, unpredictable by the randomly keyed hashers.
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let state = std::collections::hash_map::RandomState::new();
-    let mut halves = [0u64; 2];
-    for (i, half) in (0u64..).zip(halves.iter_mut()) {
-        let mut h = state.build_hasher();
-        h.write_u64(n);
-        h.write_u64(i);
-        *half = h.finish();
-    }
-    let bits = (u128::from(halves[0]) << 64) | u128::from(halves[1]);
-    let uuid = uuid::Builder::from_random_bytes(bits.to_be_bytes()).into_uuid();
-    format!("{prefix}-{uuid}")
+    format!("{prefix}-{}", uuid::Uuid::new_v4())
 }
