@@ -82,6 +82,15 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// A partition's manifest (its segments in the bucket), in offset order.
     /// `partition` is the log partition key (`tenant/topic/id/partition`).
     async fn manifest(&self, partition: &str) -> Result<Vec<RemoteSegmentRef>, ApiError>;
+    /// Up to `limit` manifest entries of a partition, from the one holding
+    /// `offset` on (or from the first that ends past it): what a read needs,
+    /// without copying a long manifest on every read.
+    async fn manifest_from(
+        &self,
+        partition: &str,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Vec<RemoteSegmentRef>, ApiError>;
     /// Every manifest, by log partition key.
     async fn manifests(&self) -> Result<BTreeMap<String, Vec<RemoteSegmentRef>>, ApiError>;
     /// Commits an uploaded segment to the manifest. It must continue the
@@ -425,6 +434,21 @@ impl MetadataStore for LocalMetadataStore {
             .unwrap_or_default())
     }
 
+    async fn manifest_from(
+        &self,
+        partition: &str,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Vec<RemoteSegmentRef>, ApiError> {
+        let state = self.state.lock();
+        let Some(manifest) = state.manifests.get(partition) else {
+            return Ok(Vec::new());
+        };
+        // Entries are contiguous and in offset order: search by end offset.
+        let first = manifest.partition_point(|m| m.end_offset <= offset);
+        Ok(manifest.iter().skip(first).take(limit).cloned().collect())
+    }
+
     async fn manifests(&self) -> Result<BTreeMap<String, Vec<RemoteSegmentRef>>, ApiError> {
         Ok(self.state.lock().manifests.clone())
     }
@@ -572,6 +596,51 @@ mod tests {
         );
         let e = store.delete_topic("acme", "orders").await.unwrap_err();
         assert_eq!(e.code, ErrorCode::TopicNotFound);
+    }
+
+    #[tokio::test]
+    async fn manifests_grow_contiguously_and_are_read_from_an_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalMetadataStore::open(dir.path().join("m.json")).unwrap();
+        let seg = |base: u64, end: u64| RemoteSegmentRef {
+            base_offset: base,
+            end_offset: end,
+            key: format!("k{base}"),
+            size: 10,
+            batch_bytes: 8,
+            record_count: end - base,
+            first_timestamp: 0,
+            max_timestamp: 0,
+            last_append_ms: None,
+            committed_ms: 0,
+        };
+        for (b, e) in [(0, 10), (10, 20), (20, 30)] {
+            store.commit_segment("p", seg(b, e)).await.unwrap();
+        }
+        // Re-committing a key is a no-op; a gap is refused.
+        store.commit_segment("p", seg(20, 30)).await.unwrap();
+        assert!(store.commit_segment("p", seg(35, 40)).await.is_err());
+        let keys = |v: Vec<RemoteSegmentRef>| v.into_iter().map(|m| m.key).collect::<Vec<_>>();
+        assert_eq!(
+            keys(store.manifest_from("p", 0, 2).await.unwrap()),
+            ["k0", "k10"]
+        );
+        assert_eq!(
+            keys(store.manifest_from("p", 19, 5).await.unwrap()),
+            ["k10", "k20"]
+        );
+        assert_eq!(
+            keys(store.manifest_from("p", 20, 5).await.unwrap()),
+            ["k20"]
+        );
+        assert!(store.manifest_from("p", 30, 5).await.unwrap().is_empty());
+        assert!(store.manifest_from("q", 0, 5).await.unwrap().is_empty());
+        // Retention removes whole entries below an offset.
+        assert_eq!(
+            keys(store.remove_segments_below("p", 25).await.unwrap()),
+            ["k0", "k10"]
+        );
+        assert_eq!(keys(store.manifest("p").await.unwrap()), ["k20"]);
     }
 
     #[tokio::test]

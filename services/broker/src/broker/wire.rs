@@ -48,7 +48,12 @@ impl Broker {
         if offset >= offsets.local_start {
             return p.read(offset, max_bytes).await.map_err(from_log);
         }
-        let manifest = self.meta.manifest(&partition_key(topic, partition)).await?;
+        // The entry holding `offset` and the few read-ahead may continue into.
+        let wanted = 1 + self.config.tier.read_ahead_blocks;
+        let manifest = self
+            .meta
+            .manifest_from(&partition_key(topic, partition), offset, wanted)
+            .await?;
         let (chunks, next_offset) = self.tier.read(&manifest, offset, max_bytes).await?;
         Ok(ReadBatches {
             chunks,
