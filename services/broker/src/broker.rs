@@ -205,8 +205,23 @@ fn internal(what: &str, e: impl std::fmt::Display) -> ApiError {
 }
 
 impl Broker {
-    /// Opens the log and metadata under `config.data_dir` and starts retention.
+    /// Opens the log under `config.data_dir` with the metadata in a local
+    /// file there (no metadata group), and starts retention and offload.
     pub async fn open(config: BrokerConfig) -> Result<Arc<Broker>> {
+        let path = config.data_dir.join("metadata.json");
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            internal(
+                &format!("cannot create data directory {}", config.data_dir.display()),
+                e,
+            )
+        })?;
+        let meta: Arc<dyn MetadataStore> = Arc::new(LocalMetadataStore::open(path)?);
+        Self::open_with(config, meta).await
+    }
+
+    /// Opens the log under `config.data_dir` with `meta` as the metadata
+    /// store, and starts retention and offload.
+    pub async fn open_with(config: BrokerConfig, meta: Arc<dyn MetadataStore>) -> Result<Arc<Broker>> {
         config
             .default_topic
             .validate(config.max_request_bytes)
@@ -225,8 +240,6 @@ impl Broker {
             .map_err(|e| internal("log open task failed", e))?
             .map_err(from_log)?;
         let log = Arc::new(log);
-        let meta: Arc<dyn MetadataStore> =
-            Arc::new(LocalMetadataStore::open(data_dir.join("metadata.json"))?);
         let last_topic_id = reconcile(&log, meta.as_ref()).await?;
 
         let url = config
