@@ -106,10 +106,11 @@ impl MetadataState {
             MetadataChange::DeleteGroup { tenant, group } => {
                 !self.groups.get(tenant).is_some_and(|g| g.contains_key(group))
             }
-            MetadataChange::RemoveSegmentsBelow { partition, offset } => !self
+            MetadataChange::RemoveSegmentsBelow { partition, offset } => self
                 .manifests
                 .get(partition)
-                .is_some_and(|m| m.first().is_some_and(|f| f.end_offset <= *offset)),
+                .and_then(|m| m.first())
+                .is_none_or(|f| f.end_offset > *offset),
             MetadataChange::DropManifest { partition } => !self.manifests.contains_key(partition),
             _ => false,
         }

@@ -1,0 +1,85 @@
+//! The Raft type configuration and the commands the metadata group agrees on.
+
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+use strata_api::ApiError;
+use strata_broker::{ChangeOutcome, MetadataChange, MetadataState};
+
+/// A node of the cluster, as Raft's membership records it: where its peer
+/// listener is.
+pub type Node = openraft::BasicNode;
+pub type NodeId = u64;
+
+openraft::declare_raft_types!(
+    /// Strata's metadata group.
+    pub TypeConfig:
+        D = Command,
+        R = Reply,
+        NodeId = NodeId,
+        Node = Node,
+        SnapshotData = Cursor<Vec<u8>>,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type LogId = openraft::LogId<NodeId>;
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type StorageError = openraft::StorageError<NodeId>;
+pub type StoredMembership = openraft::StoredMembership<NodeId, Node>;
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, Node>;
+pub type Snapshot = openraft::Snapshot<TypeConfig>;
+pub type Vote = openraft::Vote<NodeId>;
+
+/// A broker as the cluster knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerInfo {
+    pub node_id: NodeId,
+    /// Internal traffic (Raft, forwarding).
+    pub peer_addr: String,
+    /// HTTP and gRPC, as clients should reach it.
+    pub api_addr: String,
+    /// The Kafka listener as advertised to clients; `None` if it has none.
+    pub kafka_addr: Option<String>,
+    /// Rack or zone label used to spread replicas.
+    pub zone: String,
+    /// Whether the node votes in the metadata group and/or serves partitions.
+    pub roles: Vec<String>,
+    /// The proposer's wall clock at its last heartbeat.
+    pub last_heartbeat_ms: i64,
+}
+
+/// One command of the replicated log. Everything a command needs is inside
+/// it (times come from the proposer), so applying it is deterministic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Command {
+    /// A change to tenants, topics, offsets or manifests.
+    Metadata { change: MetadataChange },
+    /// A node announces (or updates) itself.
+    RegisterBroker { broker: BrokerInfo },
+    /// A node is alive at `at_ms`; ignored for unknown nodes and for times
+    /// older than the last one (a delayed duplicate never moves it back).
+    Heartbeat { node_id: NodeId, at_ms: i64 },
+    /// A node left the cluster.
+    RemoveBroker { node_id: NodeId },
+    /// Seeds an empty group with the state of a single-node metadata file
+    /// (an upgrade); rejected once the group holds any topic.
+    Import { state: Box<MetadataState> },
+}
+
+/// What applying a command returned. A rejected command changed nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    Applied(ChangeOutcome),
+    Rejected(ApiError),
+}
+
+impl Reply {
+    pub fn into_result(self) -> Result<ChangeOutcome, ApiError> {
+        match self {
+            Reply::Applied(outcome) => Ok(outcome),
+            Reply::Rejected(e) => Err(e),
+        }
+    }
+}
