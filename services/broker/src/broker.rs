@@ -221,7 +221,10 @@ impl Broker {
 
     /// Opens the log under `config.data_dir` with `meta` as the metadata
     /// store, and starts retention and offload.
-    pub async fn open_with(config: BrokerConfig, meta: Arc<dyn MetadataStore>) -> Result<Arc<Broker>> {
+    pub async fn open_with(
+        config: BrokerConfig,
+        meta: Arc<dyn MetadataStore>,
+    ) -> Result<Arc<Broker>> {
         config
             .default_topic
             .validate(config.max_request_bytes)
@@ -289,6 +292,7 @@ impl Broker {
 
     /// Tenants, sorted. `default` always exists.
     pub async fn list_tenants(&self) -> Result<Vec<String>> {
+        self.meta.barrier().await?;
         let mut tenants = self.meta.tenants().await?;
         tenants.sort();
         Ok(tenants)

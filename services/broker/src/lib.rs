@@ -30,8 +30,8 @@ pub use broker::{
 pub use config::{BrokerConfig, TierConfig, TopicConfig, TopicConfigPatch};
 pub use errors::from_log as api_error_from_log;
 pub use metadata::{
-    ChangeOutcome, DEFAULT_TENANT, GroupOffset, LocalMetadataStore, MetadataBackend, MetadataChange,
-    MetadataState, MetadataStore, RemoteSegmentRef, TopicMeta,
+    ChangeOutcome, DEFAULT_TENANT, GroupOffset, LocalMetadataStore, MetadataBackend,
+    MetadataChange, MetadataState, MetadataStore, RemoteSegmentRef, TopicMeta,
 };
 pub use names::{validate_group, validate_tenant, validate_topic};
 pub use partitioner::{kafka_murmur2, partition_for_key};

@@ -64,7 +64,10 @@ impl LogStore {
         .map_err(|e| redb::Error::Io(std::io::Error::other(e)))?
     }
 
-    fn read_state<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
+    fn read_state<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, StorageError> {
         let txn = self.db.begin_read().map_err(|e| io_err(e, false))?;
         let table = txn.open_table(STATE).map_err(|e| io_err(e, false))?;
         let Some(value) = table.get(key).map_err(|e| io_err(e, false))? else {
@@ -75,7 +78,11 @@ impl LogStore {
             .map_err(|e| io_err(e, false))
     }
 
-    async fn write_state<T: serde::Serialize>(&self, key: &'static str, value: &T) -> Result<(), StorageError> {
+    async fn write_state<T: serde::Serialize>(
+        &self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), StorageError> {
         let bytes = serde_json::to_vec(value).map_err(|e| io_err(e, true))?;
         self.write(move |txn| {
             txn.open_table(STATE)?.insert(key, bytes.as_slice())?;
@@ -111,7 +118,10 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let txn = self.db.begin_read().map_err(|e| io_err(e, false))?;
         let table = txn.open_table(LOG).map_err(|e| io_err(e, false))?;
         let mut out = Vec::new();
-        for item in table.range(to_bounds(&range)).map_err(|e| io_err(e, false))? {
+        for item in table
+            .range(to_bounds(&range))
+            .map_err(|e| io_err(e, false))?
+        {
             let (_, v) = item.map_err(|e| io_err(e, false))?;
             out.push(decode(v.value())?);
         }
@@ -151,7 +161,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.read_state::<Option<LogId>>("committed")?.flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
@@ -195,7 +209,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let bytes = serde_json::to_vec(&log_id).map_err(|e| io_err(e, true))?;
         self.write(move |txn| {
-            txn.open_table(STATE)?.insert("last_purged", bytes.as_slice())?;
+            txn.open_table(STATE)?
+                .insert("last_purged", bytes.as_slice())?;
             let mut table = txn.open_table(LOG)?;
             table.retain_in(..=log_id.index, |_, _| false)?;
             Ok(())

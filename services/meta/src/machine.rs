@@ -41,7 +41,8 @@ impl ClusterState {
                 }
                 let mut broker = broker.clone();
                 if let Some(known) = self.brokers.get(&broker.node_id) {
-                    broker.last_heartbeat_ms = broker.last_heartbeat_ms.max(known.last_heartbeat_ms);
+                    broker.last_heartbeat_ms =
+                        broker.last_heartbeat_ms.max(known.last_heartbeat_ms);
                 }
                 self.brokers.insert(broker.node_id, broker);
                 Ok(ChangeOutcome::Done)
@@ -88,13 +89,15 @@ mod tests {
 
     fn change() -> impl Strategy<Value = MetadataChange> {
         let topic = || {
-            (tenant(), name(), 1u64..3, 1u32..4).prop_map(|(tenant, name, id, partitions)| TopicMeta {
-                tenant,
-                name,
-                id,
-                partitions,
-                config: TopicConfig::default(),
-                created_ms: 7,
+            (tenant(), name(), 1u64..3, 1u32..4).prop_map(|(tenant, name, id, partitions)| {
+                TopicMeta {
+                    tenant,
+                    name,
+                    id,
+                    partitions,
+                    config: TopicConfig::default(),
+                    created_ms: 7,
+                }
             })
         };
         let offsets = prop::collection::vec((name(), 0u32..3, 0u64..100), 0..4).prop_map(|v| {
@@ -124,17 +127,23 @@ mod tests {
             tenant().prop_map(|tenant| MetadataChange::CreateTenant { tenant }),
             topic().prop_map(|topic| MetadataChange::CreateTopic { topic }),
             topic().prop_map(|topic| MetadataChange::UpdateTopic { topic }),
-            (tenant(), name()).prop_map(|(tenant, name)| MetadataChange::DeleteTopic { tenant, name }),
-            (tenant(), name(), offsets).prop_map(|(tenant, group, offsets)| MetadataChange::CommitOffsets {
-                tenant,
-                group,
-                offsets
+            (tenant(), name())
+                .prop_map(|(tenant, name)| MetadataChange::DeleteTopic { tenant, name }),
+            (tenant(), name(), offsets).prop_map(|(tenant, group, offsets)| {
+                MetadataChange::CommitOffsets {
+                    tenant,
+                    group,
+                    offsets,
+                }
             }),
-            (tenant(), name()).prop_map(|(tenant, group)| MetadataChange::DeleteGroup { tenant, group }),
-            (partition.clone(), segment)
-                .prop_map(|(partition, segment)| MetadataChange::CommitSegment { partition, segment }),
-            (partition.clone(), 0u64..80)
-                .prop_map(|(partition, offset)| MetadataChange::RemoveSegmentsBelow { partition, offset }),
+            (tenant(), name())
+                .prop_map(|(tenant, group)| MetadataChange::DeleteGroup { tenant, group }),
+            (partition.clone(), segment).prop_map(|(partition, segment)| {
+                MetadataChange::CommitSegment { partition, segment }
+            }),
+            (partition.clone(), 0u64..80).prop_map(|(partition, offset)| {
+                MetadataChange::RemoveSegmentsBelow { partition, offset }
+            }),
             partition.prop_map(|partition| MetadataChange::DropManifest { partition }),
         ]
     }
@@ -210,7 +219,9 @@ mod tests {
             })
             .unwrap();
         let mut state = ClusterState::default();
-        let import = Command::Import { state: Box::new(seeded.clone()) };
+        let import = Command::Import {
+            state: Box::new(seeded.clone()),
+        };
         assert!(matches!(state.apply(&import), Reply::Applied(_)));
         assert_eq!(state.metadata, seeded);
         assert!(matches!(state.apply(&import), Reply::Rejected(_)));

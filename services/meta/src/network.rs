@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -37,7 +39,12 @@ pub enum CallError<E> {
 impl Peer {
     pub fn new(addr: &str) -> Result<Peer, ApiError> {
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("bad peer address {addr:?}: {e}")))?
+            .map_err(|e| {
+                ApiError::new(
+                    ErrorCode::BadRequest,
+                    format!("bad peer address {addr:?}: {e}"),
+                )
+            })?
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true);
         Ok(Peer {
@@ -51,7 +58,12 @@ impl Peer {
     }
 
     /// Sends `req` with `rpc` and decodes the peer's `Result<T, E>`.
-    async fn call<Req, T, E, F, Fut>(&self, req: &Req, timeout: Duration, rpc: F) -> Result<T, CallError<E>>
+    async fn call<Req, T, E, F, Fut>(
+        &self,
+        req: &Req,
+        timeout: Duration,
+        rpc: F,
+    ) -> Result<T, CallError<E>>
     where
         Req: Serialize,
         T: DeserializeOwned,
@@ -64,31 +76,44 @@ impl Peer {
         let envelope = Envelope { json: json.into() };
         let reply = tokio::time::timeout(timeout, rpc(self.client.clone(), envelope))
             .await
-            .map_err(|_| CallError::Transport(tonic::Status::deadline_exceeded("peer call timed out")))?
+            .map_err(|_| {
+                CallError::Transport(tonic::Status::deadline_exceeded("peer call timed out"))
+            })?
             .map_err(CallError::Transport)?;
-        let result: Result<T, E> = serde_json::from_slice(&reply.into_inner().json)
-            .map_err(|e| CallError::Transport(tonic::Status::internal(format!("bad peer reply: {e}"))))?;
+        let result: Result<T, E> =
+            serde_json::from_slice(&reply.into_inner().json).map_err(|e| {
+                CallError::Transport(tonic::Status::internal(format!("bad peer reply: {e}")))
+            })?;
         result.map_err(CallError::Remote)
     }
 
     /// Sends a command to this peer (the leader) and returns its JSON reply.
-    pub async fn forward<Req: Serialize, T: DeserializeOwned>(&self, req: &Req) -> Result<T, ApiError> {
-        self.call(req, FORWARD_TIMEOUT, |mut c, e| async move { c.forward(e).await })
-            .await
-            .map_err(|e| self.api_error(e))
+    pub async fn forward<Req: Serialize, T: DeserializeOwned>(
+        &self,
+        req: &Req,
+    ) -> Result<T, ApiError> {
+        self.call(req, FORWARD_TIMEOUT, |mut c, e| async move {
+            c.forward(e).await
+        })
+        .await
+        .map_err(|e| self.api_error(e))
     }
 
     pub async fn read_index(&self) -> Result<u64, ApiError> {
-        self.call(&(), FORWARD_TIMEOUT, |mut c, e| async move { c.read_index(e).await })
-            .await
-            .map_err(|e| self.api_error(e))
+        self.call(&(), FORWARD_TIMEOUT, |mut c, e| async move {
+            c.read_index(e).await
+        })
+        .await
+        .map_err(|e| self.api_error(e))
     }
 
     pub async fn change_membership<Req: Serialize>(&self, req: &Req) -> Result<(), ApiError> {
         // Adding a node waits for it to catch up: allow longer.
-        self.call(req, FORWARD_TIMEOUT * 6, |mut c, e| async move { c.change_membership(e).await })
-            .await
-            .map_err(|e| self.api_error(e))
+        self.call(req, FORWARD_TIMEOUT * 6, |mut c, e| async move {
+            c.change_membership(e).await
+        })
+        .await
+        .map_err(|e| self.api_error(e))
     }
 
     fn api_error(&self, e: CallError<ApiError>) -> ApiError {
@@ -96,7 +121,11 @@ impl Peer {
             CallError::Remote(e) => e,
             CallError::Transport(status) => ApiError::new(
                 ErrorCode::Unavailable,
-                format!("metadata leader at {} unreachable: {}", self.addr, status.message()),
+                format!(
+                    "metadata leader at {} unreachable: {}",
+                    self.addr,
+                    status.message()
+                ),
             ),
         }
     }
@@ -140,12 +169,14 @@ impl RaftPeer {
             .peer
             .as_ref()
             .map_err(|e| RPCError::Network(NetworkError::new(&std::io::Error::other(e.clone()))))?;
-        peer.call(req, option.hard_ttl(), rpc).await.map_err(|e| match e {
-            CallError::Remote(e) => RPCError::RemoteError(RemoteError::new(self.target, e)),
-            CallError::Transport(status) => {
-                RPCError::Unreachable(Unreachable::new(&std::io::Error::other(status.to_string())))
-            }
-        })
+        peer.call(req, option.hard_ttl(), rpc)
+            .await
+            .map_err(|e| match e {
+                CallError::Remote(e) => RPCError::RemoteError(RemoteError::new(self.target, e)),
+                CallError::Transport(status) => RPCError::Unreachable(Unreachable::new(
+                    &std::io::Error::other(status.to_string()),
+                )),
+            })
     }
 }
 
@@ -155,8 +186,10 @@ impl RaftNetwork<TypeConfig> for RaftPeer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
-        self.raft_call(&rpc, &option, |mut c, e| async move { c.append_entries(e).await })
-            .await
+        self.raft_call(&rpc, &option, |mut c, e| async move {
+            c.append_entries(e).await
+        })
+        .await
     }
 
     async fn install_snapshot(
@@ -167,8 +200,10 @@ impl RaftNetwork<TypeConfig> for RaftPeer {
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, Node, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        self.raft_call(&rpc, &option, |mut c, e| async move { c.install_snapshot(e).await })
-            .await
+        self.raft_call(&rpc, &option, |mut c, e| async move {
+            c.install_snapshot(e).await
+        })
+        .await
     }
 
     async fn vote(

@@ -68,7 +68,11 @@ impl MetaConfig {
 pub enum MembershipChange {
     /// Adds a node as a learner, waits for it to catch up, then (if
     /// `voter`) promotes it.
-    Add { node_id: NodeId, addr: String, voter: bool },
+    Add {
+        node_id: NodeId,
+        addr: String,
+        voter: bool,
+    },
     /// Removes a node from the group.
     Remove { node_id: NodeId },
 }
@@ -180,7 +184,11 @@ impl MetaNode {
                     .iter()
                     .map(|(id, addr)| (*id, Node { addr: addr.clone() }))
                     .collect();
-                info!(node_id = self.id, ?members, "bootstrapping the metadata group");
+                info!(
+                    node_id = self.id,
+                    ?members,
+                    "bootstrapping the metadata group"
+                );
                 self.raft.initialize(members).await.map_err(internal)?;
             }
         }
@@ -197,7 +205,13 @@ impl MetaNode {
 
     /// Asks the cluster at `join` to add this node; retried until it works
     /// or `deadline` passes.
-    pub async fn join(&self, join: &str, addr: &str, voter: bool, deadline: Duration) -> Result<(), ApiError> {
+    pub async fn join(
+        &self,
+        join: &str,
+        addr: &str,
+        voter: bool,
+        deadline: Duration,
+    ) -> Result<(), ApiError> {
         let start = Instant::now();
         let change = MembershipChange::Add {
             node_id: self.id,
@@ -210,7 +224,8 @@ impl MetaNode {
                 Ok(()) => return Ok(()),
                 Err(e) if e.code == ErrorCode::Unavailable && start.elapsed() < deadline => {
                     // The details name the leader when the node asked was not it.
-                    if let Some(leader) = e.details.as_ref().and_then(|d| d["leader_addr"].as_str()) {
+                    if let Some(leader) = e.details.as_ref().and_then(|d| d["leader_addr"].as_str())
+                    {
                         target = leader.to_string();
                     }
                     warn!(error = %e.message, "join not accepted yet; retrying");
@@ -284,13 +299,15 @@ impl MetaNode {
                 Err(e) if e.code == ErrorCode::Unavailable && e.details.is_some() => {
                     // Not the leader: send it there.
                     match self.leader_addr().await {
-                        Ok(addr) => match self.peer(&addr)?.forward::<_, (Reply, u64)>(&command).await {
-                            Ok((reply, index)) => {
-                                self.wait_applied(index).await?;
-                                Ok(reply)
+                        Ok(addr) => {
+                            match self.peer(&addr)?.forward::<_, (Reply, u64)>(&command).await {
+                                Ok((reply, index)) => {
+                                    self.wait_applied(index).await?;
+                                    Ok(reply)
+                                }
+                                Err(e) => Err(e),
                             }
-                            Err(e) => Err(e),
-                        },
+                        }
                         Err(e) => Err(e),
                     }
                 }
@@ -312,10 +329,9 @@ impl MetaNode {
     pub(crate) async fn write_on_leader(&self, command: Command) -> Result<(Reply, u64), ApiError> {
         match self.raft.client_write(command).await {
             Ok(resp) => Ok((resp.data, resp.log_id.index)),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(not_leader(
-                f.leader_id,
-                f.leader_node.map(|n| n.addr),
-            )),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(not_leader(f.leader_id, f.leader_node.map(|n| n.addr)))
+            }
             Err(e) => Err(unavailable(format!("metadata write failed: {e}"))),
         }
     }
@@ -349,10 +365,9 @@ impl MetaNode {
         use openraft::error::CheckIsLeaderError;
         match self.raft.get_read_log_id().await {
             Ok((read, _)) => Ok(read.map_or(0, |l| l.index)),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => Err(not_leader(
-                f.leader_id,
-                f.leader_node.map(|n| n.addr),
-            )),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                Err(not_leader(f.leader_id, f.leader_node.map(|n| n.addr)))
+            }
             Err(e) => Err(unavailable(format!("metadata read barrier failed: {e}"))),
         }
     }
@@ -366,7 +381,11 @@ impl MetaNode {
             e => unavailable(format!("membership change failed: {e}")),
         };
         match change {
-            MembershipChange::Add { node_id, addr, voter } => {
+            MembershipChange::Add {
+                node_id,
+                addr,
+                voter,
+            } => {
                 info!(node_id, %addr, voter, "adding a node to the metadata group");
                 self.raft
                     .add_learner(node_id, Node { addr }, true)
@@ -374,7 +393,10 @@ impl MetaNode {
                     .map_err(map_err)?;
                 if voter {
                     self.raft
-                        .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([node_id])), false)
+                        .change_membership(
+                            ChangeMembers::AddVoterIds(BTreeSet::from([node_id])),
+                            false,
+                        )
                         .await
                         .map_err(map_err)?;
                 }
@@ -391,7 +413,10 @@ impl MetaNode {
                     .collect();
                 if voters.contains(&node_id) {
                     self.raft
-                        .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([node_id])), false)
+                        .change_membership(
+                            ChangeMembers::RemoveVoters(BTreeSet::from([node_id])),
+                            false,
+                        )
                         .await
                         .map_err(map_err)?;
                 }
@@ -405,7 +430,10 @@ impl MetaNode {
     }
 
     /// Sends a membership change to the leader (from any node).
-    pub async fn request_membership_change(&self, change: MembershipChange) -> Result<(), ApiError> {
+    pub async fn request_membership_change(
+        &self,
+        change: MembershipChange,
+    ) -> Result<(), ApiError> {
         match self.change_membership(change.clone()).await {
             Err(e) if e.code == ErrorCode::Unavailable && e.details.is_some() => {
                 let addr = self.leader_addr().await?;
@@ -423,11 +451,17 @@ impl MetaNode {
             state: format!("{:?}", m.state).to_lowercase(),
             leader: m.current_leader,
             term: m.current_term,
-            commit_index: m.last_applied.map_or(0, |l| l.index).max(*self.shared.applied_index.borrow()),
+            commit_index: m
+                .last_applied
+                .map_or(0, |l| l.index)
+                .max(*self.shared.applied_index.borrow()),
             applied_index: *self.shared.applied_index.borrow(),
             voters: membership.voter_ids().collect(),
             learners: membership.learner_ids().collect(),
-            nodes: membership.nodes().map(|(id, n)| (*id, n.addr.clone())).collect(),
+            nodes: membership
+                .nodes()
+                .map(|(id, n)| (*id, n.addr.clone()))
+                .collect(),
         }
     }
 
@@ -444,5 +478,7 @@ fn not_leader(leader: Option<NodeId>, addr: Option<String>) -> ApiError {
         Some(id) => format!("not the metadata leader; node {id} is"),
         None => "not the metadata leader; no leader is known".to_string(),
     })
-    .with_details(serde_json::json!({ "not_leader": true, "leader_id": leader, "leader_addr": addr }))
+    .with_details(
+        serde_json::json!({ "not_leader": true, "leader_id": leader, "leader_addr": addr }),
+    )
 }

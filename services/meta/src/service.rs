@@ -60,7 +60,10 @@ impl Peer for PeerService {
         encode(&self.node.read_index_on_leader().await)
     }
 
-    async fn change_membership(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
+    async fn change_membership(
+        &self,
+        req: Request<Envelope>,
+    ) -> Result<Response<Envelope>, Status> {
         let change: MembershipChange = decode(req)?;
         let result: Result<(), ApiError> = self.node.change_membership(change).await;
         if let Err(e) = &result

@@ -64,7 +64,10 @@ fn snapshot_err(e: impl std::error::Error + 'static) -> StorageError {
 
 impl StateMachine {
     /// Loads the snapshot in `dir`, if any.
-    pub fn open(dir: &Path, uploader: Option<SnapshotUploader>) -> Result<StateMachine, StorageError> {
+    pub fn open(
+        dir: &Path,
+        uploader: Option<SnapshotUploader>,
+    ) -> Result<StateMachine, StorageError> {
         let snapshot_path = dir.join("snapshot.json");
         let current: Option<SnapshotFile> = match std::fs::read(&snapshot_path) {
             Ok(bytes) => Some(serde_json::from_slice(&bytes).map_err(sm_err)?),
@@ -123,7 +126,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
                 meta: SnapshotMeta {
                     last_log_id: last,
                     last_membership: applied.membership.clone(),
-                    snapshot_id: last.map_or_else(|| "0-0".into(), |l| format!("{}-{}", l.leader_id, l.index)),
+                    snapshot_id: last
+                        .map_or_else(|| "0-0".into(), |l| format!("{}-{}", l.leader_id, l.index)),
                 },
                 state: applied.state.clone(),
             }
@@ -188,8 +192,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
-        let state: ClusterState =
-            serde_json::from_slice(snapshot.get_ref()).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        let state: ClusterState = serde_json::from_slice(snapshot.get_ref())
+            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         let file = SnapshotFile {
             meta: meta.clone(),
             state: state.clone(),

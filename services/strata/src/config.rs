@@ -127,6 +127,34 @@ pub struct ServerArgs {
     /// Largest Kafka request frame accepted, in bytes [default: 16777216].
     #[arg(long, env = "STRATA_KAFKA_MAX_FRAME_BYTES")]
     pub kafka_max_frame_bytes: Option<usize>,
+    /// This node's id in a cluster, from 1 [default: 1].
+    #[arg(long, env = "STRATA_NODE_ID")]
+    pub node_id: Option<u64>,
+    /// Address of the internal peer listener (Raft, forwarding), or `off` for
+    /// a single node [default: off].
+    #[arg(long, env = "STRATA_PEER_LISTEN")]
+    pub peer_listen: Option<String>,
+    /// Peer address other nodes use to reach this one [default: the peer listener's].
+    #[arg(long, env = "STRATA_PEER_ADVERTISE")]
+    pub peer_advertise: Option<String>,
+    /// Initial voters of a new cluster, `1=HOST:PORT,2=HOST:PORT,3=HOST:PORT`
+    /// (peer addresses; the same on every node).
+    #[arg(long, env = "STRATA_BOOTSTRAP")]
+    pub bootstrap: Option<String>,
+    /// Peer address of any node of a running cluster to join.
+    #[arg(long, env = "STRATA_JOIN")]
+    pub join: Option<String>,
+    /// What this node does: `meta` (votes in the metadata group), `broker`
+    /// (serves partitions), or both [default: meta,broker].
+    #[arg(long, env = "STRATA_ROLES")]
+    pub roles: Option<String>,
+    /// Rack or zone label, used to spread replicas [default: default].
+    #[arg(long, env = "STRATA_ZONE")]
+    pub zone: Option<String>,
+    /// Metadata log entries between snapshots (each also uploaded to the
+    /// bucket for `strata meta restore`) [default: 5000].
+    #[arg(long, env = "STRATA_META_SNAPSHOT_EVERY")]
+    pub meta_snapshot_every: Option<u64>,
 }
 
 /// The config file: the same settings, durations as strings like "5s".
@@ -161,6 +189,14 @@ struct FileConfig {
     kafka_default_partitions: Option<u32>,
     kafka_group_initial_rebalance_delay: Option<String>,
     kafka_max_frame_bytes: Option<usize>,
+    node_id: Option<u64>,
+    peer_listen: Option<String>,
+    peer_advertise: Option<String>,
+    bootstrap: Option<String>,
+    join: Option<String>,
+    roles: Option<String>,
+    zone: Option<String>,
+    meta_snapshot_every: Option<u64>,
     #[serde(flatten)]
     unknown: BTreeMap<String, toml::Value>,
 }
@@ -172,6 +208,23 @@ pub struct ServerConfig {
     pub broker: BrokerConfig,
     /// `None`: no Kafka listener.
     pub kafka: Option<KafkaSettings>,
+    pub cluster: ClusterSettings,
+}
+
+/// The node's place in a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    pub node_id: u64,
+    /// `None`: a single node with no peers.
+    pub peer_listen: Option<SocketAddr>,
+    /// What other nodes dial (defaults to the listener's address).
+    pub peer_advertise: Option<String>,
+    pub bootstrap: BTreeMap<u64, String>,
+    pub join: Option<String>,
+    pub voter: bool,
+    pub broker: bool,
+    pub zone: String,
+    pub meta_snapshot_every: u64,
 }
 
 /// The Kafka listener: where it listens, and its settings. An advertised
@@ -358,14 +411,100 @@ impl ServerArgs {
             }
             Some(KafkaSettings { listen, config })
         };
+        let cluster = ClusterSettings::resolve(
+            self.node_id.or(file.node_id),
+            self.peer_listen.or(file.peer_listen),
+            self.peer_advertise.or(file.peer_advertise),
+            self.bootstrap.or(file.bootstrap),
+            self.join.or(file.join),
+            self.roles.or(file.roles),
+            self.zone.or(file.zone),
+        )?;
+        let mut cluster = cluster;
+        if let Some(v) = self.meta_snapshot_every.or(file.meta_snapshot_every) {
+            anyhow::ensure!(v >= 1, "meta_snapshot_every must be at least 1");
+            cluster.meta_snapshot_every = v;
+        }
         Ok((
             ServerConfig {
                 listen,
                 broker,
                 kafka,
+                cluster,
             },
             warnings,
         ))
+    }
+}
+
+impl ClusterSettings {
+    fn resolve(
+        node_id: Option<u64>,
+        peer_listen: Option<String>,
+        peer_advertise: Option<String>,
+        bootstrap: Option<String>,
+        join: Option<String>,
+        roles: Option<String>,
+        zone: Option<String>,
+    ) -> anyhow::Result<ClusterSettings> {
+        let node_id = node_id.unwrap_or(1);
+        anyhow::ensure!(node_id >= 1, "node_id must be at least 1");
+        let peer_listen =
+            match peer_listen.as_deref() {
+                None | Some("off") => None,
+                Some(a) => Some(a.parse::<SocketAddr>().with_context(|| {
+                    format!("peer_listen: {a:?} is neither HOST:PORT nor \"off\"")
+                })?),
+            };
+        let mut voters = BTreeMap::new();
+        for part in bootstrap.iter().flat_map(|b| b.split(',')).map(str::trim) {
+            if part.is_empty() {
+                continue;
+            }
+            let (id, addr) = part
+                .split_once('=')
+                .with_context(|| format!("bootstrap: {part:?} is not ID=HOST:PORT"))?;
+            let id: u64 = id
+                .trim()
+                .parse()
+                .with_context(|| format!("bootstrap: {id:?} is not a node id"))?;
+            anyhow::ensure!(id >= 1, "bootstrap: node ids start at 1");
+            anyhow::ensure!(
+                voters.insert(id, addr.trim().to_string()).is_none(),
+                "bootstrap: node {id} is listed twice"
+            );
+        }
+        if !voters.is_empty() {
+            anyhow::ensure!(
+                voters.contains_key(&node_id),
+                "bootstrap must list this node (node_id {node_id})"
+            );
+            anyhow::ensure!(join.is_none(), "bootstrap and join exclude each other");
+        }
+        if (!voters.is_empty() || join.is_some()) && peer_listen.is_none() {
+            anyhow::bail!("a cluster node needs peer_listen (the address for Raft and forwarding)");
+        }
+        let roles = roles.unwrap_or_else(|| "meta,broker".into());
+        let (mut voter, mut broker) = (false, false);
+        for role in roles.split(',').map(str::trim) {
+            match role {
+                "meta" => voter = true,
+                "broker" => broker = true,
+                other => anyhow::bail!("roles: unknown role {other:?} (meta, broker)"),
+            }
+        }
+        anyhow::ensure!(voter || broker, "roles: name at least one of meta, broker");
+        Ok(ClusterSettings {
+            node_id,
+            peer_advertise: peer_advertise.or_else(|| peer_listen.map(|a| a.to_string())),
+            peer_listen,
+            bootstrap: voters,
+            join,
+            voter,
+            broker,
+            zone: zone.unwrap_or_else(|| "default".into()),
+            meta_snapshot_every: 5000,
+        })
     }
 }
 
@@ -416,5 +555,52 @@ mod tests {
         };
         let err = args.resolve().unwrap_err().to_string();
         assert!(err.contains("retention_interval"), "{err}");
+    }
+
+    #[test]
+    fn cluster_settings_are_checked() {
+        let (config, _) = ServerArgs::default().resolve().unwrap();
+        assert_eq!(config.cluster.node_id, 1);
+        assert_eq!(config.cluster.peer_listen, None);
+        assert!(config.cluster.voter && config.cluster.broker);
+
+        let args = ServerArgs {
+            node_id: Some(2),
+            peer_listen: Some("127.0.0.1:7102".into()),
+            bootstrap: Some("1=127.0.0.1:7101, 2=127.0.0.1:7102,3=127.0.0.1:7103".into()),
+            roles: Some("meta".into()),
+            ..ServerArgs::default()
+        };
+        let (config, _) = args.resolve().unwrap();
+        assert_eq!(config.cluster.bootstrap.len(), 3);
+        assert_eq!(
+            config.cluster.peer_advertise.as_deref(),
+            Some("127.0.0.1:7102")
+        );
+        assert!(config.cluster.voter && !config.cluster.broker);
+
+        let bad = [
+            ServerArgs {
+                bootstrap: Some("1=127.0.0.1:7101".into()),
+                ..ServerArgs::default()
+            },
+            ServerArgs {
+                node_id: Some(4),
+                peer_listen: Some("127.0.0.1:7104".into()),
+                bootstrap: Some("1=a:1,2=b:2".into()),
+                ..ServerArgs::default()
+            },
+            ServerArgs {
+                roles: Some("meta,chef".into()),
+                ..ServerArgs::default()
+            },
+            ServerArgs {
+                node_id: Some(0),
+                ..ServerArgs::default()
+            },
+        ];
+        for args in bad {
+            assert!(args.clone().resolve().is_err(), "{args:?}");
+        }
     }
 }

@@ -2,6 +2,7 @@
 
 mod bench;
 mod cli;
+mod cluster;
 mod config;
 mod grpc;
 mod http;
@@ -37,6 +38,10 @@ enum Command {
     Group(cli::group::GroupArgs),
     /// Load generator: produce, consume or end-to-end over gRPC sessions.
     Bench(bench::BenchArgs),
+    /// The cluster: nodes, liveness, the metadata leader.
+    Cluster(cli::cluster::ClusterArgs),
+    /// The metadata group: restore it from the bucket.
+    Meta(cli::meta::MetaArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -60,6 +65,8 @@ fn main() -> std::process::ExitCode {
             Command::Consume(args) => cli::consume::run(args).await,
             Command::Group(args) => cli::group::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Cluster(args) => cli::cluster::run(args).await,
+            Command::Meta(args) => cli::meta::run(args).await,
         }
     });
     match result {

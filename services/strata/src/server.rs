@@ -1,6 +1,8 @@
 //! Runs a node: the broker, one listener for HTTP and gRPC (gRPC is HTTP/2
 //! on the same port), graceful shutdown on SIGTERM and Ctrl-C.
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
@@ -9,7 +11,7 @@ use tracing::{info, warn};
 
 use crate::config::{KafkaSettings, ServerArgs};
 use crate::state::AppState;
-use crate::{grpc, http};
+use crate::{cluster, grpc, http};
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     init_tracing();
@@ -18,12 +20,25 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         warn!("{w}");
     }
     let data_dir = config.broker.data_dir.clone();
-    let broker = strata_broker::Broker::open(config.broker)
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let shutdown = CancellationToken::new();
+    let url = config
+        .broker
+        .tier
+        .object_store
+        .clone()
+        .unwrap_or_else(|| strata_tier::store::default_url(&data_dir));
+    let meta = cluster::start(&config.cluster, &data_dir, &url, shutdown.clone()).await?;
+    cluster::wait_until_current(&meta).await?;
+    cluster::import_legacy_metadata(&meta, &data_dir).await?;
+    let store = Arc::new(strata_meta::RaftMetadataStore::new(meta.clone()));
+    let broker = strata_broker::Broker::open_with(config.broker, store)
         .await
         .with_context(|| format!("cannot open the data directory {}", data_dir.display()))?;
-    let shutdown = CancellationToken::new();
     let state = AppState {
         broker: broker.clone(),
+        meta: Some(meta.clone()),
         shutdown: shutdown.clone(),
     };
     let app = http::router(state.clone()).merge(grpc::routes(state));
@@ -31,10 +46,23 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let kafka = match config.kafka {
-        Some(settings) => Some(start_kafka(broker.clone(), settings, shutdown.clone()).await?),
-        None => None,
+    let (kafka, kafka_addr) = match config.kafka {
+        Some(settings) => {
+            let (task, advertised) =
+                start_kafka(broker.clone(), settings, shutdown.clone()).await?;
+            (Some(task), Some(advertised))
+        }
+        None => (None, None),
     };
+    cluster::spawn_heartbeats(
+        meta.clone(),
+        &config.cluster,
+        cluster::Advertised {
+            api_addr: addr.to_string(),
+            kafka_addr,
+        },
+        shutdown.clone(),
+    );
     // Small responses (acks) must leave at once: Nagle's algorithm against
     // the client's delayed ACKs would add ~40 ms to every pipelined request.
     let listener = listener.tap_io(|tcp| {
@@ -58,16 +86,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let _ = kafka.await;
     }
     broker.shutdown().await;
+    meta.shutdown().await;
     info!("stopped");
     Ok(())
 }
 
-/// Binds the Kafka listener and serves it until `shutdown` is cancelled.
+/// Binds the Kafka listener and serves it until `shutdown` is cancelled;
+/// returns the task and the advertised address.
 async fn start_kafka(
-    broker: std::sync::Arc<strata_broker::Broker>,
+    broker: Arc<strata_broker::Broker>,
     settings: KafkaSettings,
     shutdown: CancellationToken,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+) -> anyhow::Result<(tokio::task::JoinHandle<()>, String)> {
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen for Kafka clients on {}", settings.listen))?;
@@ -79,12 +109,14 @@ async fn start_kafka(
     info!(%addr, advertised = %format!("{}:{}", config.advertised_host, config.advertised_port), "strata is serving Kafka");
     // Printed before the HTTP line, which scripts and tests wait for.
     println!("strata kafka listening on {addr}");
+    let advertised = format!("{}:{}", config.advertised_host, config.advertised_port);
     let server = strata_kafka::KafkaServer::new(broker, config);
-    Ok(tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         server
             .serve(listener, async move { shutdown.cancelled().await })
             .await;
-    }))
+    });
+    Ok((task, advertised))
 }
 
 async fn wait_for_signal() {
@@ -103,10 +135,11 @@ async fn wait_for_signal() {
     }
 }
 
-/// Logs to stderr; `RUST_LOG` filters (default `info`).
+/// Logs to stderr; `RUST_LOG` filters (default `info`, openraft's own
+/// chatter at `warn`).
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

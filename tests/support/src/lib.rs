@@ -3,12 +3,17 @@
 //! * [`MotoServer`]: a real S3-compatible server (moto, from PyPI:
 //!   `tests/support/requirements.txt`, installed by `scripts/test.sh`) on a
 //!   free loopback port, with `stop`/`restart`/`pause`/`resume` for outage tests.
+//! * [`Cluster`]: N real `strata` processes bootstrapped as one cluster,
+//!   with kill (SIGKILL), terminate (SIGTERM), restart and join.
 //! * [`LatencyProxy`]: a loopback TCP proxy that delays every chunk by a
 //!   configurable amount, to put latency in front of such a server.
 //!
 //! A test that needs moto calls [`MotoServer::available`] first: without moto
 //! it returns `false` (the test prints that it is skipped and returns), except
 //! with `CI=true`, where a missing moto is a failure.
+
+mod cluster;
+pub use cluster::{Cluster, ClusterNode, free_port};
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -250,14 +255,6 @@ fn kill_group(child: &mut Child) {
     unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
     let _ = child.kill();
     let _ = child.wait();
-}
-
-/// A free loopback port (free when probed).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind a loopback port")
 }
 
 /// A body-less HTTP/1.1 request; returns the status code.

@@ -42,6 +42,7 @@ impl Broker {
     pub async fn fetch_offsets(&self, tenant: &str, group: &str) -> Result<Vec<GroupOffset>> {
         validate_tenant(tenant)?;
         validate_group(group)?;
+        self.meta.barrier().await?;
         self.check_tenant(tenant).await?;
         self.meta
             .fetch_offsets(tenant, group)
@@ -58,6 +59,7 @@ impl Broker {
     /// The groups of `tenant` with at least one committed offset, sorted.
     pub async fn list_groups(&self, tenant: &str) -> Result<Vec<String>> {
         validate_tenant(tenant)?;
+        self.meta.barrier().await?;
         self.check_tenant(tenant).await?;
         self.meta.groups(tenant).await
     }

@@ -223,6 +223,7 @@ impl Broker {
     }
 
     pub async fn list_topics(&self, tenant: &str) -> Result<Vec<TopicMeta>> {
+        self.meta.barrier().await?;
         self.check_tenant(tenant).await?;
         let mut topics = self.meta.topics(tenant).await?;
         topics.sort_by(|a, b| a.name.cmp(&b.name));
@@ -230,6 +231,7 @@ impl Broker {
     }
 
     pub async fn describe_topic(&self, tenant: &str, name: &str) -> Result<TopicDescription> {
+        self.meta.barrier().await?;
         let topic = self.topic(tenant, name).await?;
         let now = now_ms();
         let mut partitions = Vec::with_capacity(topic.partitions as usize);

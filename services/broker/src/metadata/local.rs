@@ -48,6 +48,12 @@ impl LocalMetadataStore {
         })
     }
 
+    /// Writes `state` as a metadata file at `path` (atomically), e.g. to
+    /// seed a new metadata group with it.
+    pub fn save(path: &Path, state: &MetadataState) -> Result<(), ApiError> {
+        write_atomically(path, state)
+    }
+
     /// The state in the file at `path`, if there is one.
     pub fn load(path: &Path) -> Result<Option<MetadataState>, ApiError> {
         match std::fs::read(path) {

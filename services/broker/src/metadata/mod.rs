@@ -277,9 +277,12 @@ impl<B: MetadataBackend> MetadataStore for B {
         offset: u64,
     ) -> Result<Vec<RemoteSegmentRef>, ApiError> {
         let partition = partition.to_string();
-        change_unless_noop(self, MetadataChange::RemoveSegmentsBelow { partition, offset })
-            .await
-            .map(segments)
+        change_unless_noop(
+            self,
+            MetadataChange::RemoveSegmentsBelow { partition, offset },
+        )
+        .await
+        .map(segments)
     }
 
     async fn drop_manifest(&self, partition: &str) -> Result<Vec<RemoteSegmentRef>, ApiError> {

@@ -103,9 +103,10 @@ impl MetadataState {
     pub fn is_noop(&self, change: &MetadataChange) -> bool {
         match change {
             MetadataChange::CreateTenant { tenant } => self.tenants.contains(tenant),
-            MetadataChange::DeleteGroup { tenant, group } => {
-                !self.groups.get(tenant).is_some_and(|g| g.contains_key(group))
-            }
+            MetadataChange::DeleteGroup { tenant, group } => !self
+                .groups
+                .get(tenant)
+                .is_some_and(|g| g.contains_key(group)),
             MetadataChange::RemoveSegmentsBelow { partition, offset } => self
                 .manifests
                 .get(partition)
@@ -305,7 +306,12 @@ impl MetadataState {
         self.manifests.get(partition).cloned().unwrap_or_default()
     }
 
-    pub fn manifest_from(&self, partition: &str, offset: u64, limit: usize) -> Vec<RemoteSegmentRef> {
+    pub fn manifest_from(
+        &self,
+        partition: &str,
+        offset: u64,
+        limit: usize,
+    ) -> Vec<RemoteSegmentRef> {
         let Some(manifest) = self.manifests.get(partition) else {
             return Vec::new();
         };

@@ -1,7 +1,9 @@
 //! The command-line client: talks to a server over gRPC.
 
+pub mod cluster;
 pub mod consume;
 pub mod group;
+pub mod meta;
 pub mod output;
 pub mod produce;
 pub mod tenant;

@@ -35,6 +35,7 @@ async fn start() -> TestServer {
     let broker = Broker::open(BrokerConfig::new(dir.path())).await.unwrap();
     let shutdown = CancellationToken::new();
     let state = AppState {
+        meta: None,
         broker: broker.clone(),
         shutdown: shutdown.clone(),
     };

@@ -11,6 +11,7 @@
 //! built from it and a test checks that the OpenAPI document covers it
 //! exactly.
 
+mod cluster;
 mod codec;
 mod error;
 mod groups;
@@ -62,6 +63,12 @@ fn routes() -> Vec<Route> {
         on(Method::GET, "/healthz", ops::healthz),
         on(Method::GET, "/metrics", ops::metrics),
         on(Method::GET, "/v1/openapi.json", openapi::document),
+        on(Method::GET, "/v1/cluster", cluster::status),
+        on(
+            Method::DELETE,
+            "/v1/cluster/nodes/{node}",
+            cluster::remove_node,
+        ),
         on(Method::GET, "/v1/tenants", tenants::list),
         on(Method::PUT, TENANT, tenants::create),
         on(Method::GET, TOPICS, topics::list),

@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{groups, ops, records, tenants, topics};
+use super::{cluster, groups, ops, records, tenants, topics};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -33,12 +33,15 @@ use super::{groups, ops, records, tenants, topics};
         records::partition,
         groups::commit,
         groups::fetch,
+        cluster::status,
+        cluster::remove_node,
     ),
     tags(
         (name = "tenants", description = "Tenants own topics and groups"),
         (name = "topics", description = "Topics and their configuration"),
         (name = "records", description = "Produce, append and read records; tail with SSE"),
         (name = "groups", description = "Consumer-group offsets"),
+        (name = "cluster", description = "Nodes, the metadata group, liveness"),
         (name = "ops", description = "Health, metrics, this document"),
     )
 )]
@@ -66,7 +69,7 @@ mod tests {
         let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
         assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
         let routes = super::super::routes();
-        assert_eq!(routes.len(), 16);
+        assert_eq!(routes.len(), 18);
         for (method, path, _) in routes {
             let op = &doc["paths"][path][method.as_str().to_ascii_lowercase()];
             assert!(

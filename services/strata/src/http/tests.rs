@@ -41,6 +41,7 @@ pub(super) async fn start() -> TestServer {
     let broker = Broker::open(config).await.unwrap();
     let shutdown = CancellationToken::new();
     let state = AppState {
+        meta: None,
         broker: broker.clone(),
         shutdown: shutdown.clone(),
     };

@@ -1,0 +1,369 @@
+//! A 3-node cluster of real `strata` processes sharing an S3-compatible
+//! server (moto): the metadata group survives a SIGKILLed Raft leader while
+//! topics are created and offsets committed (nothing acknowledged lost,
+//! nothing applied twice), a full restart, a node joining and leaving, and a
+//! restore of a new cluster from the bucket alone.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use strata_test_support::{Cluster, MotoServer};
+
+const BIN: &str = common::BIN;
+const PREFIX: &str = "s3://strata/cluster-test";
+
+fn moto() -> Option<MotoServer> {
+    if !MotoServer::available() {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "moto_server is missing (scripts/test.sh installs it)"
+        );
+        eprintln!("!!! SKIPPED: moto_server is not installed (scripts/test.sh installs it)");
+        return None;
+    }
+    let mut moto = MotoServer::start();
+    moto.create_bucket("strata");
+    Some(moto)
+}
+
+fn common_args() -> Vec<&'static str> {
+    vec!["--object-store", PREFIX, "--meta-snapshot-every", "5"]
+}
+
+async fn status(http: &reqwest::Client, addr: &str) -> Option<Value> {
+    let resp = http
+        .get(format!("http://{addr}/v1/cluster"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?;
+    resp.json().await.ok()
+}
+
+/// Polls the given nodes until all name the same leader (other than
+/// `not`); bounded.
+async fn agreed_leader(http: &reqwest::Client, addrs: &[String], not: Option<u64>) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut leaders = BTreeSet::new();
+        for addr in addrs {
+            let leader = status(http, addr)
+                .await
+                .and_then(|s| s["raft"]["leader"].as_u64());
+            leaders.insert(leader);
+        }
+        if leaders.len() == 1
+            && let Some(Some(l)) = leaders.first()
+            && Some(*l) != not
+        {
+            return *l;
+        }
+        assert!(Instant::now() < deadline, "no agreed leader: {leaders:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// What the writer had acknowledged.
+#[derive(Default, Clone)]
+struct Acked {
+    topics: Vec<String>,
+    /// The last committed offset of group `g` on `t0/0` that was acknowledged.
+    offset: Option<u64>,
+}
+
+fn snapshot(acked: &Mutex<Acked>) -> Acked {
+    acked.lock().unwrap().clone()
+}
+
+/// Creates topics `{prefix}{i}` and commits offsets, rotating over
+/// `addrs` and moving on from a node that fails; returns when `count` are
+/// acknowledged.
+async fn write(
+    http: reqwest::Client,
+    addrs: Vec<String>,
+    prefix: &str,
+    count: usize,
+    acked: Arc<Mutex<Acked>>,
+) {
+    let mut next = 0usize;
+    for i in 0..count {
+        let name = format!("{prefix}{i}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "cannot create {name} through any node"
+            );
+            let addr = &addrs[next % addrs.len()];
+            next += 1;
+            let resp = http
+                .post(format!("http://{addr}/v1/tenants/default/topics"))
+                .json(&json!({ "name": name, "partitions": 1 }))
+                .timeout(Duration::from_secs(15))
+                .send()
+                .await;
+            match resp.map(|r| r.status().as_u16()) {
+                // 409: an earlier attempt whose answer was lost did create it.
+                Ok(201) | Ok(409) => break,
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        acked.lock().unwrap().topics.push(name);
+        if prefix == "t" {
+            let offset = i as u64;
+            loop {
+                let addr = &addrs[next % addrs.len()];
+                next += 1;
+                let resp = http
+                    .put(format!("http://{addr}/v1/tenants/default/groups/g/offsets"))
+                    .json(&json!({ "offsets": [{ "topic": "t0", "partition": 0, "offset": offset }] }))
+                    .timeout(Duration::from_secs(15))
+                    .send()
+                    .await;
+                if resp.is_ok_and(|r| r.status().is_success()) {
+                    acked.lock().unwrap().offset = Some(offset);
+                    break;
+                }
+                assert!(Instant::now() < deadline, "cannot commit offset {offset}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Topic name → id as node `addr` lists them (after its read barrier).
+async fn topics(http: &reqwest::Client, addr: &str) -> BTreeMap<String, u64> {
+    let body: Value = http
+        .get(format!("http://{addr}/v1/tenants/default/topics"))
+        .send()
+        .await
+        .expect("list topics")
+        .json()
+        .await
+        .expect("topic list");
+    let list = body["topics"].as_array().expect("topics");
+    let map: BTreeMap<String, u64> = list
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap().to_string(),
+                t["id"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(map.len(), list.len(), "a topic is listed twice on {addr}");
+    map
+}
+
+async fn group_offset(http: &reqwest::Client, addr: &str) -> Option<u64> {
+    let body: Value = http
+        .get(format!("http://{addr}/v1/tenants/default/groups/g/offsets"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    body["offsets"][0]["offset"].as_u64()
+}
+
+/// Every running node lists exactly the same topics, including every
+/// acknowledged one, and the last acknowledged offset.
+async fn check_everywhere(
+    http: &reqwest::Client,
+    cluster: &Cluster,
+    acked: &Acked,
+) -> BTreeMap<String, u64> {
+    let mut first: Option<BTreeMap<String, u64>> = None;
+    for id in cluster.running() {
+        let addr = &cluster.node(id).api_addr;
+        let seen = topics(http, addr).await;
+        for name in &acked.topics {
+            assert!(
+                seen.contains_key(name),
+                "node {id} lost acknowledged topic {name}"
+            );
+        }
+        if let Some(first) = &first {
+            assert_eq!(first, &seen, "node {id} disagrees");
+        }
+        assert_eq!(
+            group_offset(http, addr).await,
+            acked.offset,
+            "offset on node {id}"
+        );
+        first = Some(seen);
+    }
+    first.unwrap_or_default()
+}
+
+fn addrs(cluster: &Cluster) -> Vec<String> {
+    cluster
+        .running()
+        .into_iter()
+        .map(|id| cluster.node(id).api_addr.clone())
+        .collect()
+}
+
+/// Restores the newest bucket snapshot into `dir`; returns its log index.
+fn restore(env: &std::collections::HashMap<String, String>, dir: &Path) -> u64 {
+    let out = std::process::Command::new(BIN)
+        .args(["meta", "restore", "--object-store", PREFIX, "--data-dir"])
+        .arg(dir)
+        .envs(env)
+        .output()
+        .expect("run strata meta restore");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "restore failed: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .split("log index ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("restore prints the index")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_group_survives_failures_membership_changes_and_restore() {
+    let Some(moto) = moto() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let env = moto.env();
+    let mut cluster = Cluster::start(Path::new(BIN), root.path(), 3, &common_args(), env.clone());
+    let http = reqwest::Client::new();
+
+    // The leader is killed while a writer creates topics and commits offsets.
+    let leader = agreed_leader(&http, &addrs(&cluster), None).await;
+    let acked = Arc::new(Mutex::new(Acked::default()));
+    let writer = tokio::spawn(write(http.clone(), addrs(&cluster), "t", 30, acked.clone()));
+    let start = Instant::now();
+    while acked.lock().unwrap().topics.len() < 8 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "writer made no progress"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.kill(leader);
+    let killed_at = Instant::now();
+    let new_leader = agreed_leader(&http, &addrs(&cluster), Some(leader)).await;
+    eprintln!(
+        "node {leader} (leader) SIGKILLed; node {new_leader} leads after {} ms",
+        killed_at.elapsed().as_millis()
+    );
+    writer.await.unwrap();
+    let before_restart = {
+        let acked = snapshot(&acked);
+        assert_eq!(acked.topics.len(), 30);
+        assert_eq!(acked.offset, Some(29));
+        check_everywhere(&http, &cluster, &acked).await
+    };
+
+    // The killed node comes back and catches up.
+    cluster.restart(leader);
+    let after = check_everywhere(&http, &cluster, &snapshot(&acked)).await;
+    assert_eq!(after, before_restart, "a topic changed or appeared twice");
+
+    // A fourth node joins as a voter while clients keep working, then leaves.
+    let writer = tokio::spawn(write(http.clone(), addrs(&cluster), "j", 10, acked.clone()));
+    cluster.join(4, 1, "meta,broker");
+    let status = status(&http, &cluster.node(4).api_addr)
+        .await
+        .expect("status from node 4");
+    writer.await.unwrap();
+    let voters = |s: &Value| -> Vec<u64> {
+        s["raft"]["voters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut s = status;
+    while voters(&s) != [1, 2, 3, 4] {
+        assert!(
+            Instant::now() < deadline,
+            "node 4 never became a voter: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        s = self::status(&http, &cluster.node(1).api_addr)
+            .await
+            .unwrap();
+    }
+    check_everywhere(&http, &cluster, &snapshot(&acked)).await;
+    let resp = http
+        .delete(format!(
+            "http://{}/v1/cluster/nodes/4",
+            cluster.node(2).api_addr
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 204, "{:?}", resp.text().await);
+    cluster.forget(4);
+    let s = self::status(&http, &cluster.node(1).api_addr)
+        .await
+        .unwrap();
+    assert_eq!(voters(&s), [1, 2, 3], "{s}");
+    assert!(
+        s["brokers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b["node_id"] != 4),
+        "{s}"
+    );
+
+    // Every node SIGKILLed, then all restarted: the state is intact.
+    let final_topics = check_everywhere(&http, &cluster, &snapshot(&acked)).await;
+    for id in [1, 2, 3] {
+        cluster.kill(id);
+    }
+    cluster.restart_all();
+    agreed_leader(&http, &addrs(&cluster), None).await;
+    assert_eq!(
+        check_everywhere(&http, &cluster, &snapshot(&acked)).await,
+        final_topics
+    );
+
+    // A snapshot covering everything reaches the bucket (heartbeats keep
+    // the log moving, so one is written every few seconds).
+    let commit = self::status(&http, &cluster.node(1).api_addr)
+        .await
+        .unwrap()["raft"]["commit_index"]
+        .as_u64()
+        .unwrap();
+    let probe = tempfile::tempdir().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let _ = std::fs::remove_file(probe.path().join("metadata.json"));
+        if restore(&env, probe.path()) >= commit {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no snapshot at or past {commit} in the bucket"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    drop(cluster);
+
+    // A new cluster restored from the bucket alone serves the old topics and offsets.
+    let fresh = tempfile::tempdir().unwrap();
+    restore(&env, &fresh.path().join("node1"));
+    let restored = Cluster::start(Path::new(BIN), fresh.path(), 3, &common_args(), env.clone());
+    agreed_leader(&http, &addrs(&restored), None).await;
+    assert_eq!(
+        check_everywhere(&http, &restored, &snapshot(&acked)).await,
+        final_topics
+    );
+}

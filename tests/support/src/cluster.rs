@@ -1,0 +1,253 @@
+//! [`Cluster`]: N real `strata` processes on loopback ports, each with its
+//! own data directory, bootstrapped as one cluster, for tests that kill,
+//! restart and add nodes.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::Duration;
+
+/// How long a node may take to print its listening line.
+const START_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A free loopback port (bound, then released for the node to take).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// One node: its process (if running), its addresses and directory.
+pub struct ClusterNode {
+    pub id: u64,
+    pub child: Option<Child>,
+    /// HTTP and gRPC `host:port` (changes on every start).
+    pub api_addr: String,
+    pub kafka_addr: Option<String>,
+    pub peer_addr: String,
+    pub data_dir: PathBuf,
+    /// Flags that place it in the cluster (`--bootstrap` or `--join`).
+    cluster_args: Vec<String>,
+    ready: Option<Receiver<(String, Option<String>)>>,
+}
+
+/// A cluster of `strata` processes, killed when dropped.
+pub struct Cluster {
+    bin: PathBuf,
+    root: PathBuf,
+    pub nodes: Vec<ClusterNode>,
+    /// Flags every node gets (object store, intervals, ...).
+    common_args: Vec<String>,
+    env: HashMap<String, String>,
+}
+
+impl Cluster {
+    /// Starts nodes 1..=n of a new cluster under `root` and waits until each
+    /// serves clients (which needs a quorum of the metadata group).
+    pub fn start(
+        bin: &Path,
+        root: &Path,
+        n: u64,
+        common_args: &[&str],
+        env: HashMap<String, String>,
+    ) -> Cluster {
+        let peers: Vec<(u64, String)> = (1..=n)
+            .map(|id| (id, format!("127.0.0.1:{}", free_port())))
+            .collect();
+        let bootstrap = peers
+            .iter()
+            .map(|(id, a)| format!("{id}={a}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = Cluster {
+            bin: bin.to_path_buf(),
+            root: root.to_path_buf(),
+            nodes: Vec::new(),
+            common_args: common_args.iter().map(|s| s.to_string()).collect(),
+            env,
+        };
+        for (id, peer_addr) in peers {
+            let node = ClusterNode {
+                id,
+                child: None,
+                api_addr: String::new(),
+                kafka_addr: None,
+                peer_addr,
+                data_dir: root.join(format!("node{id}")),
+                cluster_args: vec!["--bootstrap".into(), bootstrap.clone()],
+                ready: None,
+            };
+            cluster.nodes.push(node);
+        }
+        // All at once: none serves before a quorum is up.
+        for i in 0..cluster.nodes.len() {
+            cluster.spawn(i);
+        }
+        for i in 0..cluster.nodes.len() {
+            cluster.wait_ready(i);
+        }
+        cluster
+    }
+
+    /// Adds node `id` that joins through node `via`'s peer listener, with
+    /// `roles`; waits until it serves.
+    pub fn join(&mut self, id: u64, via: u64, roles: &str) -> usize {
+        let via = self.node(via).peer_addr.clone();
+        self.nodes.push(ClusterNode {
+            id,
+            child: None,
+            api_addr: String::new(),
+            kafka_addr: None,
+            peer_addr: format!("127.0.0.1:{}", free_port()),
+            data_dir: self.root.join(format!("node{id}")),
+            cluster_args: vec!["--join".into(), via, "--roles".into(), roles.into()],
+            ready: None,
+        });
+        let i = self.nodes.len() - 1;
+        self.spawn(i);
+        self.wait_ready(i);
+        i
+    }
+
+    pub fn node(&self, id: u64) -> &ClusterNode {
+        self.nodes.iter().find(|n| n.id == id).expect("known node")
+    }
+
+    fn index(&self, id: u64) -> usize {
+        self.nodes
+            .iter()
+            .position(|n| n.id == id)
+            .expect("known node")
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        let mut child = Command::new(&self.bin)
+            .args([
+                "server",
+                "--listen",
+                "127.0.0.1:0",
+                "--kafka-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
+            .arg(&node.data_dir)
+            .args([
+                "--node-id",
+                &node.id.to_string(),
+                "--peer-listen",
+                &node.peer_addr,
+            ])
+            .args(&node.cluster_args)
+            .args(&self.common_args)
+            .envs(&self.env)
+            .env(
+                "RUST_LOG",
+                std::env::var("STRATA_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start strata server");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            let mut kafka = None;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("strata kafka listening on ") {
+                    kafka = Some(addr.trim().to_string());
+                }
+                if let Some(addr) = line.strip_prefix("strata listening on http://") {
+                    let _ = tx.send((addr.trim().to_string(), kafka.take()));
+                }
+            }
+        });
+        node.child = Some(child);
+        node.ready = Some(rx);
+    }
+
+    fn wait_ready(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        let rx = node.ready.take().expect("a node being started");
+        match rx.recv_timeout(START_TIMEOUT) {
+            Ok((api, kafka)) => {
+                node.api_addr = api;
+                node.kafka_addr = kafka;
+            }
+            Err(_) => panic!("node {} did not start (its log is above)", node.id),
+        }
+    }
+
+    /// SIGKILLs node `id`.
+    pub fn kill(&mut self, id: u64) {
+        let i = self.index(id);
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERMs node `id` and waits for it to exit.
+    pub fn terminate(&mut self, id: u64) {
+        let i = self.index(id);
+        if let Some(mut child) = self.nodes[i].child.take() {
+            // SAFETY: signalling a child process we own by its pid.
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGTERM);
+            }
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERMs node `id` and drops it from the cluster (after it was
+    /// removed from the metadata group).
+    pub fn forget(&mut self, id: u64) {
+        self.terminate(id);
+        let i = self.index(id);
+        self.nodes.remove(i);
+    }
+
+    /// Restarts node `id` (after [`Cluster::kill`]) and waits until it serves.
+    pub fn restart(&mut self, id: u64) {
+        let i = self.index(id);
+        self.spawn(i);
+        self.wait_ready(i);
+    }
+
+    /// Restarts every stopped node at once and waits until all serve.
+    pub fn restart_all(&mut self) {
+        let stopped: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].child.is_none())
+            .collect();
+        for &i in &stopped {
+            self.spawn(i);
+        }
+        for &i in &stopped {
+            self.wait_ready(i);
+        }
+    }
+
+    /// The ids of the running nodes.
+    pub fn running(&self) -> Vec<u64> {
+        self.nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .map(|n| n.id)
+            .collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
