@@ -4,7 +4,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use parking_lot::Mutex;
 use strata_api::{ApiError, ErrorCode};
 use strata_log::{AppendOptions, Durability, Log, Partition, ReadBatches};
@@ -12,6 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::cluster::{BrokerEndpoint, ClusterView, PartitionLeader, SingleNode};
 use crate::config::BrokerConfig;
 use crate::errors::{from_log, out_of_range};
 use crate::metadata::{LocalMetadataStore, MetadataStore, TopicMeta};
@@ -22,113 +22,17 @@ use crate::{metrics, records, retention};
 mod admin;
 mod append;
 mod groups;
+mod routing;
 mod topics;
+mod types;
 mod wire;
 
 use append::append_all;
-pub(crate) use topics::partition_key;
+pub use topics::partition_key;
 use topics::reconcile;
+pub use types::*;
 
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
-
-/// When a produce is acknowledged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Acks {
-    /// After the records are durable on disk (the default).
-    #[default]
-    Fsync,
-    /// After the records are written to the OS.
-    Write,
-}
-
-/// A record to produce.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ProduceRecord {
-    pub key: Option<Bytes>,
-    pub value: Option<Bytes>,
-    /// Header keys are UTF-8 strings, as in Kafka.
-    pub headers: Vec<(String, Bytes)>,
-    /// Defaults to the time of the append.
-    pub timestamp_ms: Option<i64>,
-    /// Defaults to the key's partition (murmur2), or a spread partition for unkeyed records.
-    pub partition: Option<u32>,
-}
-
-/// Offsets assigned to an atomic append to one partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AppendResult {
-    pub partition: u32,
-    pub base_offset: u64,
-    /// One past the last offset appended.
-    pub next_offset: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReadStart {
-    Offset(u64),
-    /// The first record at or after this time.
-    Timestamp(i64),
-    /// The last N records.
-    Tail(u64),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReadRequest {
-    pub start: ReadStart,
-    /// `None`: the broker's default.
-    pub max_records: Option<u32>,
-    pub max_bytes: Option<u64>,
-    /// Wait up to this long for a record when there is none yet (long poll).
-    pub wait: Duration,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConsumedRecord {
-    pub offset: u64,
-    pub timestamp_ms: i64,
-    pub key: Option<Bytes>,
-    pub value: Option<Bytes>,
-    pub headers: Vec<(String, Bytes)>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReadResult {
-    pub records: Vec<ConsumedRecord>,
-    /// The offset to read next.
-    pub next_offset: u64,
-    /// The partition's end offset (everything below it is readable).
-    pub high_watermark: u64,
-    pub start_offset: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PartitionDescription {
-    pub partition: u32,
-    /// The first offset still readable, whichever tier holds it.
-    pub start_offset: u64,
-    pub end_offset: u64,
-    /// Offsets on local disk: `local_start_offset..end_offset`.
-    pub local_start_offset: u64,
-    /// Bytes of record batches on local disk.
-    pub local_bytes: u64,
-    /// Offsets in the bucket: `remote_start_offset..remote_end_offset`
-    /// (equal when the bucket holds none).
-    pub remote_start_offset: u64,
-    pub remote_end_offset: u64,
-    /// Bytes of the partition's segment objects, and how many there are.
-    pub remote_bytes: u64,
-    pub remote_segments: u32,
-    /// Sealed segments waiting for upload: their bytes, and the age of the
-    /// oldest (0 when none).
-    pub offload_lag_bytes: u64,
-    pub offload_lag_ms: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopicDescription {
-    pub topic: TopicMeta,
-    pub partitions: Vec<PartitionDescription>,
-}
 
 /// Most records one read returns, whatever the request asks.
 const MAX_READ_RECORDS: u32 = 10_000;
@@ -155,6 +59,8 @@ pub struct Broker {
     tier: Arc<crate::tiering::Tier>,
     /// Stops the retention and tiering tasks.
     retention: Mutex<Option<BackgroundTasks>>,
+    /// Who leads which partition; how to reach the other nodes.
+    cluster: Arc<dyn ClusterView>,
 }
 
 /// Wall-clock milliseconds since the Unix epoch.
@@ -216,14 +122,16 @@ impl Broker {
             )
         })?;
         let meta: Arc<dyn MetadataStore> = Arc::new(LocalMetadataStore::open(path)?);
-        Self::open_with(config, meta).await
+        Self::open_with(config, meta, Arc::new(SingleNode)).await
     }
 
     /// Opens the log under `config.data_dir` with `meta` as the metadata
-    /// store, and starts retention and offload.
+    /// store and `cluster` deciding which partitions this node serves, and
+    /// starts retention and offload.
     pub async fn open_with(
         config: BrokerConfig,
         meta: Arc<dyn MetadataStore>,
+        cluster: Arc<dyn ClusterView>,
     ) -> Result<Arc<Broker>> {
         config
             .default_topic
@@ -283,11 +191,45 @@ impl Broker {
             spread: Mutex::new(HashMap::new()),
             tier,
             retention: Mutex::new(Some((stop, tasks))),
+            cluster,
         }))
     }
 
     pub fn config(&self) -> &BrokerConfig {
         &self.config
+    }
+
+    /// This node's id in the cluster (1 for a single node).
+    pub fn node_id(&self) -> u64 {
+        self.cluster.node_id()
+    }
+
+    /// The live brokers; empty for a single node.
+    pub fn broker_endpoints(&self) -> Vec<BrokerEndpoint> {
+        self.cluster.brokers()
+    }
+
+    /// Who serves `partition` of `topic`.
+    pub fn leader_of(&self, topic: &TopicMeta, partition: u32) -> PartitionLeader {
+        match self.cluster.leader(&partition_key(topic, partition)) {
+            Some((node_id, epoch)) if node_id != self.node_id() => {
+                PartitionLeader::Remote { node_id, epoch }
+            }
+            Some((_, epoch)) => PartitionLeader::Local { epoch },
+            None => PartitionLeader::Local { epoch: 0 },
+        }
+    }
+
+    /// The node that coordinates consumer group `group` (Kafka's group
+    /// coordinator): the same on every node, spread by the group's hash.
+    pub fn group_coordinator(&self, group: &str) -> u64 {
+        let mut ids: Vec<u64> = self.cluster.brokers().iter().map(|b| b.node_id).collect();
+        ids.sort_unstable();
+        if ids.is_empty() {
+            return self.node_id();
+        }
+        let hash = crate::partitioner::kafka_murmur2(group.as_bytes()) & 0x7fff_ffff;
+        ids[hash as usize % ids.len()]
     }
 
     /// Tenants, sorted. `default` always exists.
@@ -357,7 +299,7 @@ impl Broker {
     /// Records of one partition are appended as one batch, all-or-nothing;
     /// across partitions (as in Kafka) some may be written when another fails.
     #[tracing::instrument(skip_all, fields(tenant = %tenant, topic = %topic, partition))]
-    pub async fn produce(
+    pub(crate) async fn produce_here(
         &self,
         tenant: &str,
         topic: &str,
@@ -395,7 +337,12 @@ impl Broker {
         let mut jobs = Vec::with_capacity(by_partition.len());
         for (partition, indices) in by_partition {
             let batch = records::build_batch(indices.iter().filter_map(|&i| records.get(i)), now)?;
-            jobs.push((partition, indices, self.partition(&meta, partition)?, batch));
+            jobs.push((
+                partition,
+                indices,
+                self.local_partition(&meta, partition).await?,
+                batch,
+            ));
         }
 
         let options = AppendOptions {
@@ -420,7 +367,7 @@ impl Broker {
     /// `expected_offset`, only if the partition ends there (else `offset_mismatch`
     /// with the actual end offset in the details).
     #[tracing::instrument(skip_all, fields(tenant = %tenant, topic = %topic, partition = partition))]
-    pub async fn append(
+    pub(crate) async fn append_here(
         &self,
         tenant: &str,
         topic: &str,
@@ -431,7 +378,7 @@ impl Broker {
     ) -> Result<AppendResult> {
         let started = Instant::now();
         let meta = self.topic(tenant, topic).await?;
-        let p = self.partition(&meta, partition)?;
+        let p = self.local_partition(&meta, partition).await?;
         let max_message = u64::try_from(meta.config.max_message_bytes).unwrap_or(0);
         records::check_sizes(&records, max_message, self.config.max_request_bytes)?;
         self.check_disk_budget()?;
@@ -452,7 +399,7 @@ impl Broker {
     }
 
     #[tracing::instrument(skip_all, fields(tenant = %tenant, topic = %topic, partition = partition))]
-    pub async fn read(
+    pub(crate) async fn read_here(
         &self,
         tenant: &str,
         topic: &str,
@@ -460,7 +407,7 @@ impl Broker {
         request: ReadRequest,
     ) -> Result<ReadResult> {
         let meta = self.topic(tenant, topic).await?;
-        let p = self.partition(&meta, partition)?;
+        let p = self.local_partition(&meta, partition).await?;
         let offsets = p.offsets();
         let (start, end) = (offsets.log_start, offsets.end);
         let offset = match request.start {
@@ -523,15 +470,15 @@ impl Broker {
         })
     }
 
-    /// `(start_offset, end_offset)` of a partition.
-    pub async fn check_tail(
+    /// `(start_offset, end_offset)` of a partition led here.
+    pub(crate) async fn check_tail_here(
         &self,
         tenant: &str,
         topic: &str,
         partition: u32,
     ) -> Result<(u64, u64)> {
         let meta = self.topic(tenant, topic).await?;
-        let offsets = self.partition(&meta, partition)?.offsets();
+        let offsets = self.local_partition(&meta, partition).await?.offsets();
         Ok((offsets.log_start, offsets.end))
     }
 
@@ -559,15 +506,15 @@ impl Broker {
         Ok(())
     }
 
-    /// Follows a partition's end offset; wakes tailing readers.
-    pub async fn watch_end(
+    /// Follows the end offset of a partition led here.
+    pub(crate) async fn watch_end_here(
         &self,
         tenant: &str,
         topic: &str,
         partition: u32,
     ) -> Result<tokio::sync::watch::Receiver<u64>> {
         let meta = self.topic(tenant, topic).await?;
-        Ok(self.partition(&meta, partition)?.watch_end())
+        Ok(self.local_partition(&meta, partition).await?.watch_end())
     }
 
     /// Stops retention and closes the log after flushing it.

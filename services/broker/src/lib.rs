@@ -13,6 +13,7 @@
 //! [`strata_api::ApiError`] with one code for every protocol.
 
 mod broker;
+mod cluster;
 mod config;
 mod errors;
 mod metadata;
@@ -25,7 +26,11 @@ mod tiering;
 
 pub use broker::{
     Acks, AppendResult, Broker, ConsumedRecord, PartitionDescription, ProduceRecord, ReadRequest,
-    ReadResult, ReadStart, TopicDescription,
+    ReadResult, ReadStart, TopicDescription, partition_key,
+};
+pub use cluster::{
+    BrokerEndpoint, ClusterView, PartitionLeader, PartitionOp, PartitionReply, SingleNode,
+    not_leader,
 };
 pub use config::{BrokerConfig, TierConfig, TopicConfig, TopicConfigPatch};
 pub use errors::from_log as api_error_from_log;

@@ -20,6 +20,7 @@ pub mod log_store;
 pub mod machine;
 pub mod network;
 pub mod node;
+pub mod placement;
 pub mod service;
 pub mod snapshots;
 pub mod state_machine;
@@ -33,6 +34,6 @@ pub mod proto {
 
 pub use machine::ClusterState;
 pub use node::{MembershipChange, MetaConfig, MetaNode, RaftStatus};
-pub use service::PeerService;
-pub use store::RaftMetadataStore;
+pub use service::{BrokerSlot, PeerService};
+pub use store::{RaftClusterView, RaftMetadataStore};
 pub use types::{BrokerInfo, Command, NodeId, Reply};

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use strata_api::{ApiError, ErrorCode};
-use strata_broker::{ChangeOutcome, MetadataState};
+use strata_broker::{ChangeOutcome, MetadataChange, MetadataState};
 
 use crate::types::{BrokerInfo, Command, NodeId, Reply};
 
@@ -18,6 +18,20 @@ pub struct ClusterState {
     /// Known brokers by node id.
     #[serde(default)]
     pub brokers: BTreeMap<NodeId, BrokerInfo>,
+    /// Where each partition (by log partition key) is served.
+    #[serde(default)]
+    pub assignments: BTreeMap<String, Assignment>,
+}
+
+/// A partition's replicas and leader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// The nodes meant to hold it, the leader first. (Until partitions are
+    /// replicated, only the leader holds the local tail.)
+    pub replicas: Vec<NodeId>,
+    pub leader: NodeId,
+    /// Grows with every leader change, so a stale leader can be fenced.
+    pub leader_epoch: u64,
 }
 
 impl ClusterState {
@@ -31,7 +45,11 @@ impl ClusterState {
 
     fn try_apply(&mut self, command: &Command) -> Result<ChangeOutcome, ApiError> {
         match command {
-            Command::Metadata { change } => self.metadata.apply(change),
+            Command::Metadata { change, placement } => {
+                let outcome = self.metadata.apply(change)?;
+                self.assign(change, placement);
+                Ok(outcome)
+            }
             Command::RegisterBroker { broker } => {
                 if broker.node_id == 0 {
                     return Err(ApiError::new(
@@ -53,9 +71,11 @@ impl ClusterState {
                 }
                 Ok(ChangeOutcome::Done)
             }
-            Command::RemoveBroker { node_id } => Ok(ChangeOutcome::Existed(
-                self.brokers.remove(node_id).is_some(),
-            )),
+            Command::RemoveBroker { node_id } => {
+                let existed = self.brokers.remove(node_id).is_some();
+                self.move_leadership_from(*node_id);
+                Ok(ChangeOutcome::Existed(existed))
+            }
             Command::Import { state } => {
                 if self.metadata.all_topics().next().is_some() {
                     return Err(ApiError::new(
@@ -68,6 +88,70 @@ impl ClusterState {
                 self.metadata = state;
                 Ok(ChangeOutcome::Done)
             }
+        }
+    }
+
+    /// Records the placement a successful topic change came with.
+    fn assign(&mut self, change: &MetadataChange, placement: &[(u32, Vec<NodeId>)]) {
+        match change {
+            MetadataChange::CreateTopic { topic } | MetadataChange::UpdateTopic { topic } => {
+                for partition in 0..topic.partitions {
+                    let key = strata_broker::partition_key(topic, partition);
+                    if self.assignments.contains_key(&key) {
+                        continue;
+                    }
+                    if let Some((_, replicas)) = placement.iter().find(|(p, _)| *p == partition)
+                        && let Some(&leader) = replicas.first()
+                    {
+                        let assignment = Assignment {
+                            replicas: replicas.clone(),
+                            leader,
+                            leader_epoch: 1,
+                        };
+                        self.assignments.insert(key, assignment);
+                    }
+                }
+            }
+            MetadataChange::DeleteTopic { tenant, name } => {
+                // Names cannot contain '/': the prefix is exactly this topic's.
+                let prefix = format!("{tenant}/{name}/");
+                self.assignments.retain(|key, _| !key.starts_with(&prefix));
+            }
+            _ => {}
+        }
+    }
+
+    /// Gives the partitions `node` led to other brokers (a new epoch each):
+    /// a replica that is a known broker first, else the broker leading the
+    /// fewest partitions.
+    fn move_leadership_from(&mut self, node: NodeId) {
+        let mut load = crate::placement::leader_counts(self);
+        load.remove(&node);
+        let brokers: Vec<NodeId> = self.brokers.keys().copied().collect();
+        for assignment in self.assignments.values_mut() {
+            if assignment.leader != node {
+                assignment.replicas.retain(|r| *r != node);
+                continue;
+            }
+            let from_replicas = assignment
+                .replicas
+                .iter()
+                .copied()
+                .find(|r| *r != node && brokers.contains(r));
+            let next = from_replicas.or_else(|| {
+                brokers
+                    .iter()
+                    .copied()
+                    .min_by_key(|b| (load.get(b).copied().unwrap_or(0), *b))
+            });
+            // No broker left: the partition keeps its (absent) leader.
+            let Some(next) = next else { continue };
+            assignment.replicas.retain(|r| *r != node);
+            *load.entry(next).or_default() += 1;
+            assignment.leader = next;
+            assignment.leader_epoch += 1;
+            assignment.replicas.retain(|r| *r != next);
+            assignment.replicas.insert(0, next);
         }
     }
 }
@@ -150,7 +234,8 @@ mod tests {
 
     fn command() -> impl Strategy<Value = Command> {
         prop_oneof![
-            8 => change().prop_map(|change| Command::Metadata { change }),
+            8 => (change(), prop::collection::vec((0u32..4, prop::collection::vec(1u64..4, 1..3)), 0..3))
+                .prop_map(|(change, placement)| Command::Metadata { change, placement }),
             1 => (0u64..3, 0i64..100).prop_map(|(node_id, at)| Command::RegisterBroker {
                 broker: BrokerInfo {
                     node_id,
@@ -178,8 +263,12 @@ mod tests {
         fn commands_apply_deterministically(commands in prop::collection::vec(command(), 1..60)) {
             let (mut a, mut b) = (ClusterState::default(), ClusterState::default());
             for command in &commands {
+                // Commands travel and rest as JSON: they must come back as they were.
+                let json = serde_json::to_vec(command).unwrap();
+                let decoded: Command = serde_json::from_slice(&json).unwrap();
+                prop_assert_eq!(&decoded, command);
                 let before = a.clone();
-                let noop = matches!(command, Command::Metadata { change } if before.metadata.is_noop(change));
+                let noop = matches!(command, Command::Metadata { change, .. } if before.metadata.is_noop(change));
                 let reply = a.apply(command);
                 prop_assert_eq!(&reply, &b.apply(command));
                 prop_assert_eq!(&a, &b);
@@ -194,6 +283,9 @@ mod tests {
                 let json = serde_json::to_vec(&a).unwrap();
                 let restored: ClusterState = serde_json::from_slice(&json).unwrap();
                 prop_assert_eq!(&restored, &a);
+                for (key, assignment) in &a.assignments {
+                    prop_assert_eq!(Some(&assignment.leader), assignment.replicas.first(), "{}", key);
+                }
                 for manifest in a.metadata.manifests().values() {
                     for pair in manifest.windows(2) {
                         prop_assert_eq!(pair[0].end_offset, pair[1].base_offset);

@@ -22,6 +22,8 @@ use crate::types::{Node, NodeId, TypeConfig};
 
 /// How long a forwarded command or membership change may take.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a forwarded partition operation may take (reads long-poll).
+const PARTITION_TIMEOUT: Duration = Duration::from_secs(75);
 
 /// A lazily connected client of one peer.
 #[derive(Clone)]
@@ -97,6 +99,29 @@ impl Peer {
         })
         .await
         .map_err(|e| self.api_error(e))
+    }
+
+    /// A partition operation for this peer's broker; long enough for a
+    /// long-polling read.
+    pub async fn partition<Req: Serialize, T: DeserializeOwned>(
+        &self,
+        req: &Req,
+    ) -> Result<T, ApiError> {
+        self.call(req, PARTITION_TIMEOUT, |mut c, e| async move {
+            c.partition(e).await
+        })
+        .await
+        .map_err(|e| match e {
+            CallError::Remote(e) => e,
+            CallError::Transport(status) => ApiError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "partition leader at {} unreachable: {}",
+                    self.addr,
+                    status.message()
+                ),
+            ),
+        })
     }
 
     pub async fn read_index(&self) -> Result<u64, ApiError> {

@@ -443,6 +443,15 @@ impl MetaNode {
         }
     }
 
+    /// Runs a partition operation on the broker of the node at `addr`.
+    pub async fn forward_partition_op(
+        &self,
+        addr: &str,
+        op: &strata_broker::PartitionOp,
+    ) -> Result<strata_broker::PartitionReply, ApiError> {
+        self.peer(addr)?.partition(op).await
+    }
+
     pub fn status(&self) -> RaftStatus {
         let m = self.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership();

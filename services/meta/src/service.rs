@@ -1,10 +1,11 @@
 //! The server side of the peer protocol, served on the peer listener only.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use strata_api::{ApiError, ErrorCode};
+use strata_broker::{Broker, PartitionOp, PartitionReply};
 use tonic::{Request, Response, Status};
 
 use crate::node::{MembershipChange, MetaNode};
@@ -12,14 +13,20 @@ use crate::proto::Envelope;
 use crate::proto::peer_server::{Peer, PeerServer};
 use crate::types::{Command, TypeConfig};
 
+/// Set once the broker is open; partition operations wait for it.
+pub type BrokerSlot = Arc<OnceLock<Arc<Broker>>>;
+
 /// The peer gRPC service of one node.
 pub struct PeerService {
     node: Arc<MetaNode>,
+    broker: BrokerSlot,
 }
 
 impl PeerService {
-    pub fn server(node: Arc<MetaNode>) -> PeerServer<PeerService> {
-        PeerServer::new(PeerService { node }).max_decoding_message_size(64 * 1024 * 1024)
+    pub fn server(node: Arc<MetaNode>, broker: BrokerSlot) -> PeerServer<PeerService> {
+        PeerServer::new(PeerService { node, broker })
+            .max_decoding_message_size(64 * 1024 * 1024)
+            .max_encoding_message_size(64 * 1024 * 1024)
     }
 }
 
@@ -54,6 +61,18 @@ impl Peer for PeerService {
     async fn forward(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
         let command: Command = decode(req)?;
         encode(&self.node.write_on_leader(command).await)
+    }
+
+    async fn partition(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
+        let op: PartitionOp = decode(req)?;
+        let result: Result<PartitionReply, ApiError> = match self.broker.get() {
+            Some(broker) => broker.serve_forwarded(op).await,
+            None => Err(ApiError::new(
+                ErrorCode::Unavailable,
+                "the broker is still starting",
+            )),
+        };
+        encode(&result)
     }
 
     async fn read_index(&self, _req: Request<Envelope>) -> Result<Response<Envelope>, Status> {

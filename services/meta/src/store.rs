@@ -1,13 +1,18 @@
-//! The broker's metadata store, backed by the metadata group: reads from the
-//! state applied on this node, changes through Raft.
+//! The broker's metadata store and cluster view, backed by the metadata
+//! group: reads from the state applied on this node, changes through Raft,
+//! partition operations for other nodes over the peer protocol.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use strata_api::ApiError;
-use strata_broker::{ChangeOutcome, MetadataBackend, MetadataChange, MetadataState};
+use strata_api::{ApiError, ErrorCode};
+use strata_broker::{
+    BrokerEndpoint, ChangeOutcome, ClusterView, MetadataBackend, MetadataChange, MetadataState,
+    PartitionOp, PartitionReply,
+};
 
 use crate::node::MetaNode;
+use crate::placement;
 use crate::types::Command;
 
 /// A [`strata_broker::MetadataStore`] replicated by the metadata group.
@@ -21,6 +26,12 @@ impl RaftMetadataStore {
     }
 }
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 #[async_trait]
 impl MetadataBackend for RaftMetadataStore {
     fn read<T>(&self, read: impl FnOnce(&MetadataState) -> T) -> T {
@@ -28,10 +39,84 @@ impl MetadataBackend for RaftMetadataStore {
     }
 
     async fn change(&self, change: MetadataChange) -> Result<ChangeOutcome, ApiError> {
-        self.node.write(Command::Metadata { change }).await
+        // New partitions are placed here, from this node's view of the live
+        // brokers; the command carries the decision.
+        let placement = match &change {
+            MetadataChange::CreateTopic { topic } | MetadataChange::UpdateTopic { topic } => {
+                self.node.read(|s| {
+                    let unplaced = (0..topic.partitions).filter(|p| {
+                        !s.assignments
+                            .contains_key(&strata_broker::partition_key(topic, *p))
+                    });
+                    placement::place(s, unplaced, now_ms())
+                        .into_iter()
+                        .collect()
+                })
+            }
+            _ => Vec::new(),
+        };
+        self.node
+            .write(Command::Metadata { change, placement })
+            .await
     }
 
     async fn barrier(&self) -> Result<(), ApiError> {
         self.node.barrier().await
+    }
+}
+
+/// The broker's [`ClusterView`] from the metadata group.
+pub struct RaftClusterView {
+    node: Arc<MetaNode>,
+}
+
+impl RaftClusterView {
+    pub fn new(node: Arc<MetaNode>) -> RaftClusterView {
+        RaftClusterView { node }
+    }
+}
+
+#[async_trait]
+impl ClusterView for RaftClusterView {
+    fn node_id(&self) -> u64 {
+        self.node.id()
+    }
+
+    fn brokers(&self) -> Vec<BrokerEndpoint> {
+        let now = now_ms();
+        self.node.read(|s| {
+            s.brokers
+                .values()
+                .filter(|b| placement::is_live_broker(b, now))
+                .map(|b| BrokerEndpoint {
+                    node_id: b.node_id,
+                    api_addr: b.api_addr.clone(),
+                    kafka_addr: b.kafka_addr.clone(),
+                    zone: b.zone.clone(),
+                })
+                .collect()
+        })
+    }
+
+    fn leader(&self, partition_key: &str) -> Option<(u64, u64)> {
+        self.node.read(|s| {
+            s.assignments
+                .get(partition_key)
+                .map(|a| (a.leader, a.leader_epoch))
+        })
+    }
+
+    async fn forward(&self, node_id: u64, op: PartitionOp) -> Result<PartitionReply, ApiError> {
+        let addr = self
+            .node
+            .read(|s| s.brokers.get(&node_id).map(|b| b.peer_addr.clone()))
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::Unavailable,
+                    format!("node {node_id} leads this partition but its address is unknown"),
+                )
+            })?;
+        self.node.forward_partition_op(&addr, &op).await
     }
 }

@@ -53,8 +53,16 @@ pub struct BrokerInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum Command {
-    /// A change to tenants, topics, offsets or manifests.
-    Metadata { change: MetadataChange },
+    /// A change to tenants, topics, offsets or manifests. A topic creation
+    /// (or a partition increase) carries the placement of its new
+    /// partitions, decided by the proposer: `(partition, replicas)`, leader
+    /// first. (A list, not a map: integer map keys do not survive serde's
+    /// internally tagged enums.)
+    Metadata {
+        change: MetadataChange,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        placement: Vec<(u32, Vec<NodeId>)>,
+    },
     /// A node announces (or updates) itself.
     RegisterBroker { broker: BrokerInfo },
     /// A node is alive at `at_ms`; ignored for unknown nodes and for times

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use object_store::ObjectStore;
 use object_store::prefix::PrefixStore;
-use strata_meta::{BrokerInfo, Command, MetaConfig, MetaNode, PeerService};
+use strata_meta::{BrokerInfo, BrokerSlot, Command, MetaConfig, MetaNode, PeerService};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -31,6 +31,7 @@ pub async fn start(
     settings: &ClusterSettings,
     data_dir: &Path,
     object_store_url: &str,
+    broker: BrokerSlot,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Arc<MetaNode>> {
     let handle = strata_tier::store::open(object_store_url, data_dir)
@@ -63,7 +64,7 @@ pub async fn start(
         let addr = listener.local_addr()?;
         info!(%addr, "strata is serving peers");
         println!("strata peer listening on {addr}");
-        let service = PeerService::server(node.clone());
+        let service = PeerService::server(node.clone(), broker);
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         tokio::spawn(async move {
             let result = tonic::transport::Server::builder()
@@ -188,4 +189,21 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Keeps the local log in step with topics created, deleted or assigned
+/// through other nodes.
+pub fn spawn_metadata_sync(broker: Arc<strata_broker::Broker>, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = broker.sync_with_metadata().await {
+                warn!(error = %e.message, "cannot bring the log in step with the metadata");
+            }
+        }
+    });
 }

@@ -29,13 +29,31 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .object_store
         .clone()
         .unwrap_or_else(|| strata_tier::store::default_url(&data_dir));
-    let meta = cluster::start(&config.cluster, &data_dir, &url, shutdown.clone()).await?;
+    let slot: strata_meta::BrokerSlot = Arc::new(std::sync::OnceLock::new());
+    let meta = cluster::start(
+        &config.cluster,
+        &data_dir,
+        &url,
+        slot.clone(),
+        shutdown.clone(),
+    )
+    .await?;
     cluster::wait_until_current(&meta).await?;
     cluster::import_legacy_metadata(&meta, &data_dir).await?;
     let store = Arc::new(strata_meta::RaftMetadataStore::new(meta.clone()));
-    let broker = strata_broker::Broker::open_with(config.broker, store)
+    let in_cluster = config.cluster.peer_listen.is_some();
+    let view: Arc<dyn strata_broker::ClusterView> = if in_cluster {
+        Arc::new(strata_meta::RaftClusterView::new(meta.clone()))
+    } else {
+        Arc::new(strata_broker::SingleNode)
+    };
+    let broker = strata_broker::Broker::open_with(config.broker, store, view)
         .await
         .with_context(|| format!("cannot open the data directory {}", data_dir.display()))?;
+    let _ = slot.set(broker.clone());
+    if in_cluster {
+        cluster::spawn_metadata_sync(broker.clone(), shutdown.clone());
+    }
     let state = AppState {
         broker: broker.clone(),
         meta: Some(meta.clone()),

@@ -367,3 +367,212 @@ async fn metadata_group_survives_failures_membership_changes_and_restore() {
         final_topics
     );
 }
+
+/// `(partition, offset, key, value)` of every record of `topic`, read
+/// through node `addr` over HTTP.
+async fn read_all_http(
+    http: &reqwest::Client,
+    addr: &str,
+    topic: &str,
+    partitions: u32,
+) -> Vec<(u32, u64, String, String)> {
+    let mut out = Vec::new();
+    for p in 0..partitions {
+        let mut offset = 0;
+        loop {
+            let body: Value = http
+                .get(format!(
+                    "http://{addr}/v1/tenants/default/topics/{topic}/partitions/{p}/records?offset={offset}&max_records=500"
+                ))
+                .send()
+                .await
+                .expect("read")
+                .json()
+                .await
+                .expect("read body");
+            let records = body["records"].as_array().cloned().unwrap_or_default();
+            if records.is_empty() {
+                break;
+            }
+            for r in records {
+                offset = r["offset"].as_u64().unwrap() + 1;
+                out.push((
+                    p,
+                    offset - 1,
+                    r["key"].as_str().unwrap_or("").to_string(),
+                    r["value"].as_str().unwrap_or("").to_string(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+async fn read_all_grpc(
+    addr: &str,
+    topic: &str,
+    partitions: u32,
+) -> Vec<(u32, u64, String, String)> {
+    use strata_api::proto::{self, read_request::Start, strata_client::StrataClient};
+    let mut grpc = StrataClient::connect(format!("http://{addr}"))
+        .await
+        .expect("grpc");
+    let mut out = Vec::new();
+    for partition in 0..partitions {
+        let mut offset = 0;
+        loop {
+            let resp = grpc
+                .read(proto::ReadRequest {
+                    tenant: "default".into(),
+                    topic: topic.into(),
+                    partition,
+                    start: Some(Start::Offset(offset)),
+                    max_records: 500,
+                    max_bytes: 0,
+                    wait_ms: 0,
+                })
+                .await
+                .expect("gRPC read")
+                .into_inner();
+            if resp.records.is_empty() {
+                break;
+            }
+            for r in resp.records {
+                let text = |b: Option<bytes::Bytes>| {
+                    String::from_utf8(b.map(|b| b.to_vec()).unwrap_or_default()).unwrap()
+                };
+                out.push((partition, r.offset, text(r.key), text(r.value)));
+                offset = r.offset + 1;
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_node_serves_every_partition_over_http_and_grpc() {
+    let Some(moto) = moto() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(Path::new(BIN), root.path(), 3, &common_args(), moto.env());
+    let http = reqwest::Client::new();
+    agreed_leader(&http, &addrs(&cluster), None).await;
+    // Wait until every broker is registered, so placement sees all three.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status(&http, &cluster.node(1).api_addr)
+        .await
+        .map_or(0, |s| s["brokers"].as_array().map_or(0, Vec::len))
+        < 3
+    {
+        assert!(Instant::now() < deadline, "brokers never registered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    const PARTITIONS: u32 = 6;
+    let resp = http
+        .post(format!(
+            "http://{}/v1/tenants/default/topics",
+            cluster.node(1).api_addr
+        ))
+        .json(&json!({ "name": "orders", "partitions": PARTITIONS }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    // The partitions are spread over all three brokers.
+    let s = status(&http, &cluster.node(2).api_addr).await.unwrap();
+    let leaders: BTreeSet<u64> = s["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| {
+            p["partition"]
+                .as_str()
+                .unwrap()
+                .starts_with("default/orders/")
+        })
+        .map(|p| p["leader"].as_u64().unwrap())
+        .collect();
+    assert_eq!(leaders, BTreeSet::from([1, 2, 3]), "{s}");
+
+    // Keyed records produced through every node, over HTTP.
+    for (round, id) in [1u64, 2, 3].into_iter().enumerate() {
+        let records: Vec<Value> = (0..30)
+            .map(|i| json!({ "key": format!("k{i}"), "value": format!("r{round}-{i}") }))
+            .collect();
+        let resp = http
+            .post(format!(
+                "http://{}/v1/tenants/default/topics/orders/records",
+                cluster.node(id).api_addr
+            ))
+            .json(&json!({ "records": records }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{:?}", resp.text().await);
+    }
+    // A conditional append through a node that does not lead the partition.
+    let s = status(&http, &cluster.node(1).api_addr).await.unwrap();
+    let (partition, leader) = s["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| {
+            let key = p["partition"].as_str()?.strip_prefix("default/orders/")?;
+            let partition = key.rsplit('/').next()?.parse::<u32>().ok()?;
+            Some((partition, p["leader"].as_u64()?))
+        })
+        .next()
+        .unwrap();
+    let other = [1u64, 2, 3].into_iter().find(|n| *n != leader).unwrap();
+    let end = read_all_http(&http, &cluster.node(leader).api_addr, "orders", PARTITIONS)
+        .await
+        .iter()
+        .filter(|r| r.0 == partition)
+        .count();
+    let append = |expected: usize| {
+        http.post(format!(
+            "http://{}/v1/tenants/default/topics/orders/partitions/{partition}/records",
+            cluster.node(other).api_addr
+        ))
+        .json(&json!({ "records": [{ "key": "cas", "value": "x" }], "expected_offset": expected }))
+        .send()
+    };
+    assert_eq!(append(end).await.unwrap().status().as_u16(), 200);
+    assert_eq!(
+        append(end).await.unwrap().status().as_u16(),
+        412,
+        "a stale expected offset is refused"
+    );
+
+    // Every node returns the same records at the same offsets, over HTTP and gRPC.
+    let reference = read_all_http(&http, &cluster.node(1).api_addr, "orders", PARTITIONS).await;
+    assert_eq!(reference.len(), 91);
+    for id in [1u64, 2, 3] {
+        let addr = &cluster.node(id).api_addr;
+        assert_eq!(
+            read_all_http(&http, addr, "orders", PARTITIONS).await,
+            reference,
+            "HTTP via node {id}"
+        );
+        assert_eq!(
+            read_all_grpc(addr, "orders", PARTITIONS).await,
+            reference,
+            "gRPC via node {id}"
+        );
+        // Describe through any node reports every partition's end from its leader.
+        let d: Value = http
+            .get(format!("http://{addr}/v1/tenants/default/topics/orders"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let total: u64 = d["partition_info"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["end_offset"].as_u64().unwrap())
+            .sum();
+        assert_eq!(total, 91, "describe via node {id}: {d}");
+    }
+}

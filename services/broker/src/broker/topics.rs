@@ -19,7 +19,7 @@ pub(super) const MAX_PARTITIONS: u32 = 10_000;
 
 /// The log partition holding a topic partition. The id keeps a deleted
 /// topic's partitions apart from those of a new topic of the same name.
-pub(crate) fn partition_key(topic: &TopicMeta, partition: u32) -> String {
+pub fn partition_key(topic: &TopicMeta, partition: u32) -> String {
     format!("{}/{}/{}/{}", topic.tenant, topic.name, topic.id, partition)
 }
 
@@ -236,43 +236,50 @@ impl Broker {
         let now = now_ms();
         let mut partitions = Vec::with_capacity(topic.partitions as usize);
         for partition in 0..topic.partitions {
-            let p = self.partition(&topic, partition)?;
-            let offsets = p.offsets();
-            let segments = p.segments();
-            let manifest = self
-                .meta
-                .manifest(&partition_key(&topic, partition))
-                .await?;
-            let local_bytes = segments
-                .iter()
-                .filter(|s| s.end_offset > offsets.local_start)
-                .map(|s| s.bytes)
-                .sum();
-            let waiting: Vec<_> = segments
-                .iter()
-                .filter(|s| s.sealed && !s.offloaded && s.end_offset > offsets.log_start)
-                .collect();
-            let remote = manifest.iter().filter(|m| m.end_offset > offsets.log_start);
-            let (first, last) = (manifest.first(), manifest.last());
-            partitions.push(PartitionDescription {
-                partition,
-                start_offset: offsets.log_start,
-                end_offset: offsets.end,
-                local_start_offset: offsets.local_start.max(offsets.log_start),
-                local_bytes,
-                remote_start_offset: first
-                    .map_or(offsets.log_start, |f| f.base_offset.max(offsets.log_start)),
-                remote_end_offset: last.map_or(offsets.log_start, |l| l.end_offset),
-                remote_bytes: remote.clone().map(|m| m.size).sum(),
-                remote_segments: u32::try_from(remote.count()).unwrap_or(u32::MAX),
-                offload_lag_bytes: waiting.iter().map(|s| s.bytes).sum(),
-                offload_lag_ms: waiting
-                    .first()
-                    .and_then(|s| s.last_append_ms)
-                    .map_or(0, |t| now.saturating_sub(t).max(0)),
-            });
+            partitions.push(self.describe_partition(&topic, partition, now).await?);
         }
         Ok(TopicDescription { topic, partitions })
+    }
+
+    /// A partition led here, as `describe_topic` reports it.
+    pub(crate) async fn describe_partition_here(
+        &self,
+        topic: &TopicMeta,
+        partition: u32,
+        now: i64,
+    ) -> Result<PartitionDescription> {
+        let p = self.local_partition(topic, partition).await?;
+        let offsets = p.offsets();
+        let segments = p.segments();
+        let manifest = self.meta.manifest(&partition_key(topic, partition)).await?;
+        let local_bytes = segments
+            .iter()
+            .filter(|s| s.end_offset > offsets.local_start)
+            .map(|s| s.bytes)
+            .sum();
+        let waiting: Vec<_> = segments
+            .iter()
+            .filter(|s| s.sealed && !s.offloaded && s.end_offset > offsets.log_start)
+            .collect();
+        let remote = manifest.iter().filter(|m| m.end_offset > offsets.log_start);
+        let (first, last) = (manifest.first(), manifest.last());
+        Ok(PartitionDescription {
+            partition,
+            start_offset: offsets.log_start,
+            end_offset: offsets.end,
+            local_start_offset: offsets.local_start.max(offsets.log_start),
+            local_bytes,
+            remote_start_offset: first
+                .map_or(offsets.log_start, |f| f.base_offset.max(offsets.log_start)),
+            remote_end_offset: last.map_or(offsets.log_start, |l| l.end_offset),
+            remote_bytes: remote.clone().map(|m| m.size).sum(),
+            remote_segments: u32::try_from(remote.count()).unwrap_or(u32::MAX),
+            offload_lag_bytes: waiting.iter().map(|s| s.bytes).sum(),
+            offload_lag_ms: waiting
+                .first()
+                .and_then(|s| s.last_append_ms)
+                .map_or(0, |t| now.saturating_sub(t).max(0)),
+        })
     }
 
     pub async fn alter_topic(

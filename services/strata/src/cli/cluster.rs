@@ -110,5 +110,21 @@ fn print_status(out: &mut Out, s: &serde_json::Value) -> std::io::Result<()> {
                 .unwrap_or_default(),
         ))?;
     }
+    let partitions = s["partitions"].as_array().map_or(&[][..], |v| v.as_slice());
+    if !partitions.is_empty() {
+        out.line(format_args!(
+            "{:<48} {:<7} {:<6} REPLICAS",
+            "PARTITION", "LEADER", "EPOCH"
+        ))?;
+        for p in partitions {
+            out.line(format_args!(
+                "{:<48} {:<7} {:<6} {}",
+                p["partition"].as_str().unwrap_or(""),
+                p["leader"],
+                p["leader_epoch"],
+                p["replicas"]
+            ))?;
+        }
+    }
     Ok(())
 }

@@ -22,6 +22,17 @@ pub struct ClusterStatus {
     pub node_id: u64,
     pub raft: RaftInfo,
     pub brokers: Vec<BrokerStatus>,
+    /// The leader of every assigned partition.
+    pub partitions: Vec<PartitionLeaderStatus>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PartitionLeaderStatus {
+    /// The log partition key, `tenant/topic/topic_id/partition`.
+    pub partition: String,
+    pub leader: u64,
+    pub leader_epoch: u64,
+    pub replicas: Vec<u64>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -73,6 +84,17 @@ pub async fn status(State(state): State<AppState>) -> HttpResult<Json<ClusterSta
     let raft = meta.status();
     let now = now_ms();
     let lease = LEASE_INTERVALS * HEARTBEAT_INTERVAL.as_millis() as i64;
+    let partitions = meta.read(|s| {
+        s.assignments
+            .iter()
+            .map(|(key, a)| PartitionLeaderStatus {
+                partition: key.clone(),
+                leader: a.leader,
+                leader_epoch: a.leader_epoch,
+                replicas: a.replicas.clone(),
+            })
+            .collect()
+    });
     let brokers = meta.read(|s| {
         s.brokers
             .values()
@@ -100,6 +122,7 @@ pub async fn status(State(state): State<AppState>) -> HttpResult<Json<ClusterSta
             learners: raft.learners,
         },
         brokers,
+        partitions,
     }))
 }
 
