@@ -6,12 +6,13 @@ use std::time::Duration;
 /// flags, `STRATA_*` variables and the config file.
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
-    /// The host clients are told to connect to (Metadata, FindCoordinator).
+    /// The host clients are told to connect to (Metadata, FindCoordinator)
+    /// when the broker lists no cluster endpoints (a single node), and for
+    /// this node if it is missing from them. This node's Kafka broker id
+    /// is always the broker's node id (`Broker::node_id`).
     pub advertised_host: String,
     /// The port clients are told to connect to.
     pub advertised_port: u16,
-    /// This broker's node id.
-    pub node_id: i32,
     /// Reported in Metadata and DescribeCluster.
     pub cluster_id: String,
     /// Largest request frame accepted; a larger one closes the connection.
@@ -39,7 +40,6 @@ impl Default for KafkaConfig {
         KafkaConfig {
             advertised_host: "127.0.0.1".into(),
             advertised_port: 9092,
-            node_id: 0,
             cluster_id: "strata".into(),
             max_frame_bytes: 16 * 1024 * 1024,
             max_in_flight: 64,

@@ -39,6 +39,8 @@ enum Closed {
     Oversized(i64),
     Codec(CodecError),
     WriterGone,
+    /// A request that closes the connection by design ([`Reply::Close`]).
+    Asked,
 }
 
 /// Serves one connection until the client closes it or breaks the protocol.
@@ -54,6 +56,10 @@ where
     let closed = read_loop(&shared, &mut session, reader, tx).await;
     match &closed {
         Closed::Eof | Closed::WriterGone => debug!(peer, "kafka connection closed"),
+        Closed::Asked => debug!(
+            peer,
+            "kafka connection closed after an unanswered produce to another node's partition"
+        ),
         Closed::Io(e) => debug!(peer, error = %e, "kafka connection failed"),
         Closed::Oversized(len) => {
             metrics::REJECTED_FRAMES.with_label_values(&["size"]).inc();
@@ -117,6 +123,7 @@ where
                         return Closed::Codec(CodecError::Unimplemented { api });
                     }
                     Some(Reply::Nothing) => continue,
+                    Some(Reply::Close) => return Closed::Asked,
                     Some(Reply::Ready(body)) => {
                         match codec::encode_response(correlation_id, api, version, &body) {
                             Ok(frame) => Outgoing::Frame(frame),

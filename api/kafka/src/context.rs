@@ -12,7 +12,7 @@ use crate::producers::Producers;
 pub(crate) struct Shared {
     pub broker: Arc<Broker>,
     pub config: KafkaConfig,
-    /// The consumer-group coordinator (this broker coordinates every group).
+    /// The consumer-group coordinator, for the groups this node coordinates.
     pub groups: Coordinator,
     /// Idempotent producers: ids handed out and per-partition sequence state.
     pub producers: Producers,

@@ -24,6 +24,11 @@ pub(crate) enum Reply {
     Pending(PendingResponse),
     /// No answer at all (Produce with acks=0).
     Nothing,
+    /// No answer, and the connection is closed once the answers before it
+    /// are sent: a Produce with acks=0 to a partition led by another node,
+    /// so the producer (which reads no answer) refreshes its metadata, as
+    /// Kafka does.
+    Close,
 }
 
 /// Handles one request. `None`: a request the codec should never have let

@@ -12,6 +12,7 @@
 //! from Apache Kafka.
 
 mod apis;
+mod cluster;
 pub mod codec;
 mod config;
 mod conn;

@@ -223,7 +223,14 @@ impl Broker {
     /// The node that coordinates consumer group `group` (Kafka's group
     /// coordinator): the same on every node, spread by the group's hash.
     pub fn group_coordinator(&self, group: &str) -> u64 {
-        let mut ids: Vec<u64> = self.cluster.brokers().iter().map(|b| b.node_id).collect();
+        // Only brokers Kafka clients can reach can coordinate.
+        let mut ids: Vec<u64> = self
+            .cluster
+            .brokers()
+            .iter()
+            .filter(|b| b.kafka_addr.is_some())
+            .map(|b| b.node_id)
+            .collect();
         ids.sort_unstable();
         if ids.is_empty() {
             return self.node_id();

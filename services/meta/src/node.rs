@@ -55,8 +55,8 @@ impl MetaConfig {
             bootstrap: BTreeMap::new(),
             join: None,
             voter: true,
-            heartbeat_interval: Duration::from_millis(200),
-            election_timeout: Duration::from_millis(1000),
+            heartbeat_interval: Duration::from_millis(150),
+            election_timeout: Duration::from_millis(600),
             snapshot_every: 5000,
         }
     }

@@ -576,3 +576,116 @@ async fn any_node_serves_every_partition_over_http_and_grpc() {
         assert_eq!(total, 91, "describe via node {id}: {d}");
     }
 }
+
+/// Runs kcat with `args`; its stdout. `None` (a skip) when kcat is not
+/// installed, except with `CI=true`.
+fn kcat(args: &[&str]) -> Option<String> {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("kcat").is_file()));
+    if !found {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "kcat is missing; scripts/test.sh installs it"
+        );
+        eprintln!("!!! SKIPPED: kcat is not installed; scripts/test.sh installs it");
+        return None;
+    }
+    let out = common::run_bounded(
+        std::process::Command::new("kcat").args(args),
+        Duration::from_secs(60),
+    );
+    assert!(out.success(), "kcat {args:?} failed: {}", out.stderr);
+    Some(out.stdout)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_clients_find_partition_leaders_through_any_node() {
+    let Some(moto) = moto() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(Path::new(BIN), root.path(), 3, &common_args(), moto.env());
+    let http = reqwest::Client::new();
+    agreed_leader(&http, &addrs(&cluster), None).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status(&http, &cluster.node(1).api_addr)
+        .await
+        .map_or(0, |s| s["brokers"].as_array().map_or(0, Vec::len))
+        < 3
+    {
+        assert!(Instant::now() < deadline, "brokers never registered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    const PARTITIONS: u32 = 6;
+    let resp = http
+        .post(format!(
+            "http://{}/v1/tenants/default/topics",
+            cluster.node(1).api_addr
+        ))
+        .json(&json!({ "name": "kt", "partitions": PARTITIONS }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let kafka = |id: u64| cluster.node(id).kafka_addr.clone().expect("kafka listener");
+
+    // Metadata through one node lists all three brokers.
+    let Some(listing) = kcat(&["-b", &kafka(1), "-L", "-t", "kt"]) else {
+        return;
+    };
+    assert!(listing.contains("3 brokers"), "{listing}");
+
+    // Produce through node 2: the client sends each partition to its leader.
+    let input: String = (0..60).map(|i| format!("k{i}:v{i}\n")).collect();
+    let file = root.path().join("records.txt");
+    std::fs::write(&file, input).unwrap();
+    let file = file.to_str().unwrap();
+    kcat(&[
+        "-b",
+        &kafka(2),
+        "-P",
+        "-t",
+        "kt",
+        "-K:",
+        "-X",
+        "topic.partitioner=murmur2_random",
+        "-l",
+        file,
+    ])
+    .unwrap();
+
+    // Consume everything through node 3 and compare with HTTP through node 1.
+    let consumed = kcat(&[
+        "-b",
+        &kafka(3),
+        "-C",
+        "-t",
+        "kt",
+        "-o",
+        "beginning",
+        "-e",
+        "-q",
+        "-f",
+        "%p %o %k %s\n",
+    ])
+    .unwrap();
+    let mut from_kafka: Vec<(u32, u64, String, String)> = consumed
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[2].to_string(),
+                f[3].to_string(),
+            )
+        })
+        .collect();
+    from_kafka.sort();
+    let from_http = read_all_http(&http, &cluster.node(1).api_addr, "kt", PARTITIONS).await;
+    assert_eq!(from_kafka.len(), 60);
+    assert_eq!(from_kafka, from_http);
+    // Keys went where Kafka's default partitioner puts them.
+    for (partition, _, key, _) in &from_http {
+        let expected = strata_broker::partition_for_key(key.as_bytes(), PARTITIONS);
+        assert_eq!(*partition, expected, "{key}");
+    }
+}

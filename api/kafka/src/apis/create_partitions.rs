@@ -63,8 +63,8 @@ async fn grow(
     // Clients send null; an empty list says no more.
     if t.assignments.as_ref().is_some_and(|a| !a.is_empty()) {
         return Err(Failure::invalid_request(
-            "manual replica assignments are not supported: this broker holds every \
-             partition; give only the new partition count",
+            "manual replica assignments are not supported: Strata places partitions \
+             itself; give only the new partition count",
         ));
     }
     if validate_only {

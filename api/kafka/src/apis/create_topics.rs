@@ -1,5 +1,5 @@
 //! CreateTopics: creates topics in the session's tenant with Kafka's rules
-//! for defaults (-1), replication (one copy on this single broker), configs
+//! for defaults (-1), replication (one copy, on the partition's leader), configs
 //! and `validate_only`.
 
 use std::collections::HashMap;
@@ -89,7 +89,7 @@ fn partitions(shared: &Shared, asked: i32) -> Result<u32, Failure> {
     })
 }
 
-/// Replication asked for: this broker keeps one copy, so -1 (the default) and 1.
+/// Replication asked for: a partition has one copy, so -1 (the default) and 1.
 fn check_replication(asked: i16) -> Result<(), Failure> {
     match asked {
         -1 | 1 => Ok(()),
@@ -99,7 +99,9 @@ fn check_replication(asked: i16) -> Result<(), Failure> {
         )),
         n => Err(Failure::new(
             errors::INVALID_REPLICATION_FACTOR,
-            format!("replication factor {n} is larger than the 1 available broker"),
+            format!(
+                "replication factor {n} is not supported: each partition has one copy, on its leader"
+            ),
         )),
     }
 }
@@ -126,8 +128,8 @@ async fn create(
     }
     if !t.assignments.is_empty() {
         return Err(Failure::invalid_request(
-            "manual replica assignments are not supported: this broker holds every \
-             partition; give num_partitions (and replication_factor -1 or 1) instead",
+            "manual replica assignments are not supported: Strata places partitions \
+             itself; give num_partitions (and replication_factor -1 or 1) instead",
         ));
     }
     let partitions = partitions(shared, t.num_partitions)?;
@@ -289,7 +291,7 @@ mod tests {
             vec![36, 17, 38, 38, 37, 37, 42, 40, 40, 40, 40, 42, 42, 40]
         );
         let message = |i: usize| failed.topics[i].error_message.as_deref().unwrap_or("");
-        assert!(message(2).contains("larger than the 1 available broker"));
+        assert!(message(2).contains("each partition has one copy"));
         assert!(message(7).contains("compaction is not supported"));
         assert!(message(9).contains("segment.bytes is 1"), "{}", message(9));
         assert!(
@@ -357,7 +359,7 @@ mod tests {
         assert_eq!(f.code, errors::INVALID_REPLICATION_FACTOR);
         assert_eq!(
             f.message,
-            "replication factor 3 is larger than the 1 available broker"
+            "replication factor 3 is not supported: each partition has one copy, on its leader"
         );
     }
 }

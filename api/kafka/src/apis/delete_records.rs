@@ -1,12 +1,15 @@
 //! DeleteRecords: moves partitions' start offsets forward, deleting the
-//! records below them; -1 means the high watermark (everything).
+//! records below them; -1 means the high watermark (everything). A
+//! partition led by another node gets NOT_LEADER_OR_FOLLOWER.
 
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
+use strata_broker::TopicMeta;
 
 use super::topic_configs::Failure;
+use crate::cluster;
 use crate::context::{Session, Shared};
 use crate::errors;
 
@@ -33,7 +36,10 @@ pub(crate) async fn handle(
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in &t.partitions {
             let result = match &known {
-                Ok(_) => delete(shared, tenant, &t.name, p.partition_index, p.offset).await,
+                Ok(meta) => match led_elsewhere(shared, meta, p.partition_index) {
+                    Some(f) => Err(f),
+                    None => delete(shared, tenant, &t.name, p.partition_index, p.offset).await,
+                },
                 Err(f) => Err(f.clone()),
             };
             let (low_watermark, error_code) = match result {
@@ -54,6 +60,24 @@ pub(crate) async fn handle(
         );
     }
     DeleteRecordsResponse::default().with_topics(topics)
+}
+
+/// NOT_LEADER_OR_FOLLOWER if another node leads the partition (a partition
+/// the topic does not have is left to [`delete`]).
+fn led_elsewhere(shared: &Shared, topic: &TopicMeta, partition: i32) -> Option<Failure> {
+    let index = u32::try_from(partition)
+        .ok()
+        .filter(|p| *p < topic.partitions)?;
+    let leader = cluster::leader(shared, topic, index);
+    (!leader.here).then(|| {
+        Failure::new(
+            errors::NOT_LEADER_OR_FOLLOWER,
+            format!(
+                "partition {partition} of topic {:?} is led by broker {}",
+                topic.name, leader.id.0
+            ),
+        )
+    })
 }
 
 /// Deletes one partition's records below `offset`; the new low watermark.

@@ -1,9 +1,11 @@
-//! DescribeCluster: a cluster of one broker, which is also its controller.
+//! DescribeCluster: every live broker with a Kafka listener (a single node:
+//! this one), with its zone as its rack; this node answers as controller.
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
-use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+use kafka_protocol::messages::{DescribeClusterRequest, DescribeClusterResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use crate::cluster;
 use crate::context::{Session, Shared};
 use crate::errors;
 
@@ -44,25 +46,29 @@ pub(crate) fn handle(
             .with_error_code(code)
             .with_error_message(Some(StrBytes::from_string(message)));
     }
-    let node = BrokerId(config.node_id);
-    let broker = DescribeClusterBroker::default()
-        .with_broker_id(node)
-        .with_host(StrBytes::from_string(config.advertised_host.clone()))
-        .with_port(i32::from(config.advertised_port))
-        .with_rack(None);
+    let brokers = cluster::brokers(shared)
+        .into_iter()
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(b.id)
+                .with_host(b.host)
+                .with_port(b.port)
+                .with_rack(b.rack)
+        })
+        .collect();
     DescribeClusterResponse::default()
         .with_error_code(errors::NONE)
         .with_error_message(None)
         .with_endpoint_type(ENDPOINT_BROKER)
         .with_cluster_id(StrBytes::from_string(config.cluster_id.clone()))
-        .with_controller_id(node)
-        .with_brokers(vec![broker])
+        .with_controller_id(cluster::this_node(shared))
+        .with_brokers(brokers)
         .with_cluster_authorized_operations(OPERATIONS_UNKNOWN)
 }
 
 #[cfg(test)]
 mod tests {
-    use kafka_protocol::messages::{ApiKey, ResponseKind};
+    use kafka_protocol::messages::{ApiKey, BrokerId, ResponseKind};
 
     use super::*;
     use crate::apis::topic_configs::testing::{encodes, fixture};
@@ -74,8 +80,11 @@ mod tests {
             let r = handle(&f.shared, &f.session, DescribeClusterRequest::default(), v);
             assert_eq!(r.error_code, 0);
             assert_eq!(&*r.cluster_id, "strata");
-            assert_eq!(r.controller_id, BrokerId(0));
+            // A single node's id is 1, as the broker's.
+            assert_eq!(r.controller_id, BrokerId(1));
             assert_eq!(r.brokers.len(), 1);
+            assert_eq!(r.brokers[0].broker_id, BrokerId(1));
+            assert_eq!(r.brokers[0].rack, None);
             assert_eq!(
                 (&*r.brokers[0].host, r.brokers[0].port),
                 ("127.0.0.1", 9092)

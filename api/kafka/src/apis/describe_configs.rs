@@ -139,10 +139,10 @@ async fn topic(shared: &Shared, session: &Session, name: &str) -> Result<Vec<Des
 /// broker's id, or empty for the cluster's defaults (the same here).
 fn broker(shared: &Shared, name: &str) -> Result<Vec<Described>, Failure> {
     let config = &shared.config;
-    if !name.is_empty() && name.parse::<i32>().ok() != Some(config.node_id) {
+    let id = crate::cluster::this_node(shared).0;
+    if !name.is_empty() && name.parse::<i32>().ok() != Some(id) {
         return Err(Failure::invalid_request(format!(
-            "Unexpected broker id, expected {} or empty string, but received {name}",
-            config.node_id
+            "Unexpected broker id, expected {id} or empty string, but received {name}"
         )));
     }
     let topic = shared.broker.config().default_topic;
@@ -154,12 +154,7 @@ fn broker(shared: &Shared, name: &str) -> Result<Vec<Described>, Failure> {
             TYPE_BOOLEAN,
             "Whether Metadata and Produce create a missing topic.",
         ),
-        (
-            "broker.id",
-            config.node_id.to_string(),
-            TYPE_INT,
-            "This broker's id.",
-        ),
+        ("broker.id", id.to_string(), TYPE_INT, "This broker's id."),
         (
             "default.replication.factor",
             "1".into(),
@@ -308,7 +303,7 @@ mod tests {
                 resource(2, "missing", None),
                 resource(
                     4,
-                    "0",
+                    "1",
                     Some(vec!["num.partitions", "log.local.retention.ms"]),
                 ),
                 resource(4, "", None),

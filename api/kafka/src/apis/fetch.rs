@@ -8,16 +8,21 @@
 //! `min_bytes` available the request waits, up to `max_wait_ms`, for any of
 //! its partitions to grow (long poll). Fetch sessions (KIP-227) are not
 //! kept: every response is a full one (session id 0), which clients accept.
+//! A partition led by another node is answered NOT_LEADER_OR_FOLLOWER with
+//! no offsets (-1) and, from v12, its leader; it is not read here.
 
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures::future::select_all;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    FetchableTopicResponse, LeaderIdAndEpoch, PartitionData,
+};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use strata_broker::TopicMeta;
 use strata_log::{Partition, batch};
 
+use crate::cluster::{self, Leader};
 use crate::context::Shared;
 use crate::errors;
 
@@ -28,6 +33,8 @@ struct Wanted {
     offset: i64,
     max_bytes: usize,
     partition: Result<(TopicMeta, u32, Partition), i16>,
+    /// The partition's leader, when it is another node.
+    elsewhere: Option<Leader>,
 }
 
 /// What a partition contributes to the response.
@@ -42,30 +49,32 @@ pub(crate) async fn handle(
     shared: &Shared,
     tenant: &str,
     request: FetchRequest,
-    _version: i16,
+    version: i16,
 ) -> FetchResponse {
     let mut topics: Vec<(TopicName, Vec<Wanted>)> = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let meta = shared.broker.topic_meta(tenant, topic.topic.as_str()).await;
-        let partitions = topic
-            .partitions
-            .into_iter()
-            .map(|p| Wanted {
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for p in topic.partitions {
+            let mut elsewhere = None;
+            let partition = match &meta {
+                Err(e) => Err(errors::code(e)),
+                Ok(meta) => match cluster::serve_here(shared, meta, p.partition).await {
+                    Ok(served) => Ok((meta.clone(), served.index, served.log)),
+                    Err(refused) => {
+                        elsewhere = refused.leader;
+                        Err(refused.code)
+                    }
+                },
+            };
+            partitions.push(Wanted {
                 index: p.partition,
                 offset: p.fetch_offset,
                 max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
-                partition: match &meta {
-                    Err(e) => Err(errors::code(e)),
-                    Ok(meta) => u32::try_from(p.partition)
-                        .ok()
-                        .and_then(|i| {
-                            let log = shared.broker.log_partition(meta, i).ok()?;
-                            Some((meta.clone(), i, log))
-                        })
-                        .ok_or(errors::UNKNOWN_TOPIC_OR_PARTITION),
-                },
-            })
-            .collect();
+                partition,
+                elsewhere,
+            });
+        }
         topics.push((topic.topic, partitions));
     }
 
@@ -97,7 +106,7 @@ pub(crate) async fn handle(
                 .map(|r| count_records(r))
                 .sum();
             shared.broker.note_read(tenant, records, bytes);
-            return respond(topics, found);
+            return respond(topics, found, version);
         }
         wait_for_growth(watches, deadline - now).await;
     }
@@ -213,7 +222,11 @@ async fn wait_for_growth(watches: Vec<tokio::sync::watch::Receiver<u64>>, wait: 
     let _ = tokio::time::timeout(wait, select_all(changes)).await;
 }
 
-fn respond(topics: Vec<(TopicName, Vec<Wanted>)>, found: Vec<Vec<Found>>) -> FetchResponse {
+fn respond(
+    topics: Vec<(TopicName, Vec<Wanted>)>,
+    found: Vec<Vec<Found>>,
+    version: i16,
+) -> FetchResponse {
     let responses = topics
         .into_iter()
         .zip(found)
@@ -222,14 +235,23 @@ fn respond(topics: Vec<(TopicName, Vec<Wanted>)>, found: Vec<Vec<Found>>) -> Fet
                 .into_iter()
                 .zip(found)
                 .map(|(w, f)| {
-                    PartitionData::default()
+                    let mut data = PartitionData::default()
                         .with_partition_index(w.index)
                         .with_error_code(f.error)
                         .with_high_watermark(f.high_watermark)
                         .with_last_stable_offset(f.high_watermark)
                         .with_log_start_offset(f.log_start)
                         // librdkafka reads a null record set as a protocol error: send empty.
-                        .with_records(Some(f.records.unwrap_or_default()))
+                        .with_records(Some(f.records.unwrap_or_default()));
+                    // v12+: where to fetch it instead (KIP-951).
+                    if let Some(leader) = w.elsewhere.filter(|_| version >= 12) {
+                        data = data.with_current_leader(
+                            LeaderIdAndEpoch::default()
+                                .with_leader_id(leader.id)
+                                .with_leader_epoch(leader.epoch),
+                        );
+                    }
+                    data
                 })
                 .collect();
             FetchableTopicResponse::default()

@@ -1,5 +1,6 @@
 //! ListOffsets: the earliest offset, the latest, or the first at or after a
-//! time, per partition.
+//! time, per partition. A partition led by another node gets
+//! NOT_LEADER_OR_FOLLOWER.
 
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -8,6 +9,7 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use strata_broker::api_error_from_log;
 use strata_log::Partition;
 
+use crate::cluster;
 use crate::context::{Session, Shared};
 use crate::errors;
 
@@ -20,8 +22,6 @@ pub(crate) async fn handle(
     request: ListOffsetsRequest,
     version: i16,
 ) -> ListOffsetsResponse {
-    // The leader epoch field exists from v4; earlier versions must leave it unset.
-    let epoch = if version >= 4 { 0 } else { -1 };
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let meta = shared
@@ -36,18 +36,18 @@ pub(crate) async fn handle(
                 .with_offset(-1);
             let partition = match &meta {
                 Err(e) => Err(errors::code(e)),
-                Ok(meta) => u32::try_from(p.partition_index)
-                    .ok()
-                    .and_then(|i| shared.broker.log_partition(meta, i).ok())
-                    .ok_or(errors::UNKNOWN_TOPIC_OR_PARTITION),
+                Ok(meta) => cluster::serve_here(shared, meta, p.partition_index)
+                    .await
+                    .map_err(|refused| refused.code),
             };
             let response = match partition {
                 Err(code) => response.with_error_code(code),
-                Ok(partition) => match lookup(&partition, p.timestamp).await {
+                Ok(served) => match lookup(&served.log, p.timestamp).await {
                     Ok((timestamp, offset)) => response
                         .with_timestamp(timestamp)
                         .with_offset(offset)
-                        .with_leader_epoch(epoch),
+                        // The field exists from v4; earlier versions must leave it unset.
+                        .with_leader_epoch(if version >= 4 { served.epoch } else { -1 }),
                     Err(code) => response.with_error_code(code),
                 },
             };

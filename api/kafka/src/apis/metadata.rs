@@ -1,13 +1,17 @@
-//! Metadata: this broker, and the tenant's topics with their partitions
-//! (every partition is led by this broker, its only replica).
+//! Metadata: the brokers, and the tenant's topics with their partitions.
+//!
+//! Every live broker with a Kafka listener is listed (a single node lists
+//! itself); each partition has one replica, its leader, which is where
+//! clients send its produces and fetches. This node answers as controller.
 
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::messages::{MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use strata_broker::TopicMeta;
 
+use crate::cluster;
 use crate::context::{Session, Shared};
 use crate::errors;
 use crate::topics::{self, topic_uuid};
@@ -22,11 +26,16 @@ pub(crate) async fn handle(
     version: i16,
 ) -> MetadataResponse {
     let config = &shared.config;
-    let node = BrokerId(config.node_id);
-    let broker = MetadataResponseBroker::default()
-        .with_node_id(node)
-        .with_host(StrBytes::from_string(config.advertised_host.clone()))
-        .with_port(i32::from(config.advertised_port));
+    let brokers = cluster::brokers(shared)
+        .into_iter()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(b.id)
+                .with_host(b.host)
+                .with_port(b.port)
+                .with_rack(b.rack)
+        })
+        .collect();
     // v0 asks for every topic with an empty list; v1+ with null.
     let wanted = match request.topics {
         Some(list) if !(version == 0 && list.is_empty()) => Some(list),
@@ -80,23 +89,24 @@ pub(crate) async fn handle(
         }
     }
     MetadataResponse::default()
-        .with_brokers(vec![broker])
+        .with_brokers(brokers)
         .with_cluster_id(Some(StrBytes::from_string(config.cluster_id.clone())))
-        .with_controller_id(node)
+        .with_controller_id(cluster::this_node(shared))
         .with_topics(topics)
         .with_cluster_authorized_operations(OPERATIONS_UNKNOWN)
 }
 
+/// A topic's partitions, each with its leader as its only replica.
 fn describe(shared: &Shared, topic: &TopicMeta) -> MetadataResponseTopic {
-    let node = BrokerId(shared.config.node_id);
     let partitions = (0..topic.partitions)
         .map(|p| {
+            let leader = cluster::leader(shared, topic, p);
             MetadataResponsePartition::default()
                 .with_partition_index(i32::try_from(p).unwrap_or(i32::MAX))
-                .with_leader_id(node)
-                .with_leader_epoch(0)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+                .with_leader_id(leader.id)
+                .with_leader_epoch(leader.epoch)
+                .with_replica_nodes(vec![leader.id])
+                .with_isr_nodes(vec![leader.id])
         })
         .collect();
     MetadataResponseTopic::default()

@@ -7,12 +7,19 @@
 //! land in order; the answer waits for durability on a task of its own.
 //! acks=all waits for fsync; acks=1 for the write to the OS (Kafka's
 //! leader-only acknowledgement); acks=0 is not answered.
+//!
+//! A partition led by another node is answered NOT_LEADER_OR_FOLLOWER
+//! (from v10 with its leader, KIP-951) and nothing is written for it here;
+//! with acks=0 nobody reads that answer, so the connection is closed
+//! instead (as Kafka does), which makes the producer refresh its metadata.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures::future::join_all;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 use strata_api::ApiError;
@@ -20,6 +27,7 @@ use strata_broker::{TopicMeta, api_error_from_log};
 use strata_log::batch::{self, BatchHeader};
 use strata_log::{AppendOptions, Appended, Durability, LogError, Partition};
 
+use crate::cluster::{self, Leader};
 use crate::context::{Session, Shared};
 use crate::dispatch::{PendingResponse, Reply};
 use crate::errors;
@@ -81,6 +89,8 @@ pub(crate) async fn handle(
             .await;
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for data in topic.partition_data {
+            // The partition's leader, when it is another node.
+            let mut elsewhere = None;
             let outcome: PendingOutcome = match (&meta, durability) {
                 (_, None) => ready(refuse(
                     errors::INVALID_REQUIRED_ACKS,
@@ -88,14 +98,48 @@ pub(crate) async fn handle(
                 )),
                 (Err(e), _) => ready(Err(from_api(e))),
                 (Ok(meta), Some(durability)) => {
-                    let records = data.records.unwrap_or_default();
-                    produce_partition(shared, meta, data.index, records, durability).await
+                    match cluster::serve_here(shared, meta, data.index).await {
+                        Ok(served) => {
+                            let records = data.records.unwrap_or_default();
+                            produce_partition(shared, meta, served.log, records, durability).await
+                        }
+                        Err(refused) => {
+                            elsewhere = refused.leader;
+                            ready(refuse(refused.code, refused.message))
+                        }
+                    }
                 }
             };
-            partitions.push((data.index, outcome));
+            partitions.push((data.index, (outcome, elsewhere)));
         }
         topics.push((topic.name, partitions));
     }
+    // The leaders of partitions refused as led elsewhere.
+    let mut leaders: Vec<Leader> = topics
+        .iter()
+        .flat_map(|(_, ps)| ps.iter().filter_map(|(_, (_, leader))| *leader))
+        .collect();
+    let misdirected = !leaders.is_empty();
+    // KIP-951 (v10+): they and their addresses come with the answer, so
+    // clients need not wait for Metadata.
+    if version < 10 {
+        leaders.clear();
+    }
+    let node_endpoints = if leaders.is_empty() {
+        Vec::new()
+    } else {
+        cluster::brokers(shared)
+            .into_iter()
+            .filter(|b| leaders.iter().any(|l| l.id == b.id))
+            .map(|b| {
+                NodeEndpoint::default()
+                    .with_node_id(b.id)
+                    .with_host(b.host)
+                    .with_port(b.port)
+                    .with_rack(b.rack)
+            })
+            .collect()
+    };
 
     let (shared, tenant) = (shared.clone(), session.tenant.clone());
     let respond: PendingResponse = Box::pin(async move {
@@ -103,11 +147,21 @@ pub(crate) async fn handle(
         let mut produced_bytes = 0u64;
         let mut produced_records = 0usize;
         for (name, partitions) in topics {
-            let (indices, outcomes): (Vec<i32>, Vec<PendingOutcome>) =
+            let (indices, outcomes): (Vec<i32>, Vec<(PendingOutcome, Option<Leader>)>) =
                 partitions.into_iter().unzip();
+            let (outcomes, leaders): (Vec<PendingOutcome>, Vec<Option<Leader>>) =
+                outcomes.into_iter().unzip();
             let mut partition_responses = Vec::with_capacity(indices.len());
-            for (index, outcome) in indices.into_iter().zip(join_all(outcomes).await) {
+            let answers = join_all(outcomes).await;
+            for ((index, outcome), leader) in indices.into_iter().zip(answers).zip(leaders) {
                 let mut r = PartitionProduceResponse::default().with_index(index);
+                if let Some(leader) = leader.filter(|_| version >= 10) {
+                    r = r.with_current_leader(
+                        LeaderIdAndEpoch::default()
+                            .with_leader_id(leader.id)
+                            .with_leader_epoch(leader.epoch),
+                    );
+                }
                 match outcome {
                     Ok(acked) => {
                         produced_records += acked.records;
@@ -136,12 +190,20 @@ pub(crate) async fn handle(
                 .broker
                 .note_produced(&tenant, produced_records, produced_bytes, started);
         }
-        ResponseKind::Produce(ProduceResponse::default().with_responses(responses))
+        ResponseKind::Produce(
+            ProduceResponse::default()
+                .with_responses(responses)
+                .with_node_endpoints(node_endpoints),
+        )
     });
     if acks == 0 {
         // Nobody waits for the answer, but the appends still complete.
         tokio::spawn(respond);
-        return Reply::Nothing;
+        return if misdirected {
+            Reply::Close
+        } else {
+            Reply::Nothing
+        };
     }
     Reply::Pending(respond)
 }
@@ -150,30 +212,16 @@ fn ready(outcome: Outcome) -> PendingOutcome {
     Box::pin(std::future::ready(outcome))
 }
 
-/// Checks a partition's records and queues them for the log; the returned
-/// future resolves to `(base offset, log start offset)` once acknowledged.
+/// Checks the records of a partition led here and queues them for the
+/// log; the returned future resolves to `(base offset, log start offset)`
+/// once acknowledged.
 async fn produce_partition(
     shared: &Arc<Shared>,
     topic: &TopicMeta,
-    index: i32,
+    partition: Partition,
     records: bytes::Bytes,
     durability: Durability,
 ) -> PendingOutcome {
-    let partition = match u32::try_from(index)
-        .map_err(|_| ())
-        .and_then(|i| shared.broker.log_partition(topic, i).map_err(|_| ()))
-    {
-        Ok(p) => p,
-        Err(()) => {
-            return ready(refuse(
-                errors::UNKNOWN_TOPIC_OR_PARTITION,
-                format!(
-                    "topic {:?} has no partition {index} (partitions 0..{})",
-                    topic.name, topic.partitions
-                ),
-            ));
-        }
-    };
     // Back-pressure while the bucket is behind: a retryable error, not a full disk.
     if let Err(e) = shared.broker.check_disk_budget() {
         return ready(Err(from_api(&e)));

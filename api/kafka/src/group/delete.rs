@@ -1,11 +1,13 @@
 //! DeleteGroups (v0-2): forgets groups that have no members, with their
-//! committed offsets.
+//! committed offsets. A group coordinated by another node gets
+//! NOT_COORDINATOR and is left alone.
 
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 use strata_api::ErrorCode;
 
 use super::{Deleted, group_name};
+use crate::cluster;
 use crate::context::{Session, Shared};
 use crate::errors;
 
@@ -31,6 +33,9 @@ async fn delete(shared: &Shared, tenant: &str, group: &str) -> i16 {
     // A name Strata cannot store names no group.
     if strata_broker::validate_group(group).is_err() {
         return errors::GROUP_ID_NOT_FOUND;
+    }
+    if !cluster::coordinates(shared, group) {
+        return errors::NOT_COORDINATOR;
     }
     let known = match shared.groups.delete(tenant, group) {
         Deleted::NotEmpty => return errors::NON_EMPTY_GROUP,

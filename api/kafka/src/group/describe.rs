@@ -1,6 +1,7 @@
 //! DescribeGroups (v0-5): state, protocol and members of groups. A group
 //! the coordinator does not know is "Empty" if it has committed offsets,
-//! else "Dead" with no error, as in Kafka.
+//! else "Dead" with no error, as in Kafka. A group coordinated by another
+//! node gets NOT_COORDINATOR (and an empty state).
 
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
@@ -8,6 +9,7 @@ use strata_api::ErrorCode;
 
 use super::state::{GroupState, GroupSummary};
 use super::{group_name, wire};
+use crate::cluster;
 use crate::context::{Session, Shared};
 use crate::errors;
 
@@ -20,9 +22,20 @@ pub(crate) async fn handle(
     let mut groups = Vec::with_capacity(request.groups.len());
     for id in request.groups {
         let name = group_name(&id);
-        let described = match shared.groups.describe(&session.tenant, &name) {
-            Some(summary) => described(summary, version),
-            None => offsets_only(shared, &session.tenant, &name).await,
+        let elsewhere =
+            strata_broker::validate_group(&name).is_ok() && !cluster::coordinates(shared, &name);
+        let described = if elsewhere {
+            // Kafka's answer for a group-level error: no state, protocol or members.
+            DescribedGroup::default()
+                .with_error_code(errors::NOT_COORDINATOR)
+                .with_group_state(wire(""))
+                .with_protocol_type(wire(""))
+                .with_protocol_data(wire(""))
+        } else {
+            match shared.groups.describe(&session.tenant, &name) {
+                Some(summary) => described(summary, version),
+                None => offsets_only(shared, &session.tenant, &name).await,
+            }
         };
         groups.push(described.with_group_id(id));
     }

@@ -4,6 +4,7 @@
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
 use super::{group_name, instance_id};
+use crate::cluster;
 use crate::context::{Session, Shared};
 use crate::errors;
 
@@ -16,6 +17,8 @@ pub(crate) fn handle(
     let group = group_name(&request.group_id);
     let error = if group.is_empty() {
         errors::INVALID_GROUP_ID
+    } else if !cluster::coordinates(shared, &group) {
+        errors::NOT_COORDINATOR
     } else {
         let instance = if version >= 3 {
             instance_id(request.group_instance_id.as_ref())

@@ -8,6 +8,7 @@ use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 
 use super::state::{JoinRequest, JoinResult, Protocol};
 use super::{group_name, instance_id, wire};
+use crate::cluster;
 use crate::context::Shared;
 use crate::errors;
 
@@ -31,6 +32,9 @@ async fn join(
     let group = group_name(&request.group_id);
     if strata_broker::validate_group(&group).is_err() {
         return JoinResult::error(member_id, errors::INVALID_GROUP_ID);
+    }
+    if !cluster::coordinates(shared, &group) {
+        return JoinResult::error(member_id, errors::NOT_COORDINATOR);
     }
     let Some(session_timeout) = shared.groups.session_timeout(request.session_timeout_ms) else {
         return JoinResult::error(member_id, errors::INVALID_SESSION_TIMEOUT);

@@ -7,6 +7,7 @@ use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
 use super::{group_name, instance_id};
+use crate::cluster;
 use crate::context::{Session, Shared};
 use crate::errors;
 
@@ -19,6 +20,10 @@ pub(crate) fn handle(
     let group = group_name(&request.group_id);
     if group.is_empty() {
         return LeaveGroupResponse::default().with_error_code(errors::INVALID_GROUP_ID);
+    }
+    // A group-level error (v3+: with no member answers), as Kafka sends.
+    if !cluster::coordinates(shared, &group) {
+        return LeaveGroupResponse::default().with_error_code(errors::NOT_COORDINATOR);
     }
     if version < 3 {
         let members = [(request.member_id.to_string(), None)];

@@ -1,6 +1,11 @@
 //! ListGroups (v0-4): the tenant's groups, those with members and those
 //! that only have committed offsets (protocol type "", state Empty); v4
 //! filters by state.
+//!
+//! In a cluster each node lists only the groups it coordinates (as a Kafka
+//! broker does; admin clients ask every broker and merge): committed
+//! offsets are shared by every node, but a group coordinated elsewhere is
+//! that node's to list, with its live state.
 
 use std::collections::BTreeMap;
 
@@ -9,6 +14,7 @@ use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 
 use super::state::GroupState;
 use super::wire;
+use crate::cluster;
 use crate::context::{Session, Shared};
 use crate::errors;
 
@@ -46,6 +52,7 @@ pub(crate) async fn handle(
         .filter(|(_, (_, state))| {
             filter.is_empty() || filter.iter().any(|f| f.eq_ignore_ascii_case(state.name()))
         })
+        .filter(|(id, _)| cluster::coordinates(shared, id))
         .map(|(id, (protocol_type, state))| {
             ListedGroup::default()
                 .with_group_id(GroupId(wire(id)))

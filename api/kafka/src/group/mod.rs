@@ -1,6 +1,10 @@
 //! The classic consumer-group protocol (JoinGroup, SyncGroup, Heartbeat,
-//! LeaveGroup, the offset APIs and group administration): this broker is
-//! every group's coordinator.
+//! LeaveGroup, the offset APIs and group administration) for the groups
+//! this node coordinates: every group on a single node; in a cluster, the
+//! groups the broker assigns to this node by their hash
+//! (`Broker::group_coordinator`). A request for a group coordinated by
+//! another node gets NOT_COORDINATOR (clients then ask FindCoordinator)
+//! and never reaches the [`Coordinator`].
 //!
 //! [`state`] is one group's membership as a state machine that never sees a
 //! socket or a clock. [`Coordinator`] keeps the groups, keyed by tenant and

@@ -3,7 +3,8 @@
 //! Partitions of unknown topics fail on their own; the others are checked
 //! against the group's membership (a member of the current generation, or
 //! a client outside group management committing for a group with no
-//! members) and then stored in one broker call.
+//! members) and then stored in one broker call. A group coordinated by
+//! another node gets NOT_COORDINATOR on every partition.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -16,6 +17,7 @@ use strata_api::{ApiError, ErrorCode};
 use strata_broker::GroupOffset;
 
 use super::{group_name, instance_id};
+use crate::cluster;
 use crate::context::{Session, Shared};
 use crate::errors;
 
@@ -39,6 +41,10 @@ pub(crate) async fn handle(
     version: i16,
 ) -> OffsetCommitResponse {
     let tenant = session.tenant.as_str();
+    let group = group_name(&request.group_id);
+    if strata_broker::validate_group(&group).is_ok() && !cluster::coordinates(shared, &group) {
+        return every_partition(request, errors::NOT_COORDINATOR);
+    }
     // Partition counts (or the error) of each topic named.
     let mut topics: HashMap<String, Result<u32, i16>> = HashMap::new();
     for topic in &request.topics {
@@ -90,7 +96,6 @@ pub(crate) async fn handle(
     }
 
     if !commits.is_empty() {
-        let group = group_name(&request.group_id);
         let instance = if version >= 7 {
             instance_id(request.group_instance_id.as_ref())
         } else {
@@ -154,6 +159,29 @@ pub(crate) async fn handle(
                 .iter()
                 .zip(slots)
                 .map(|(p, error)| {
+                    OffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(error)
+                })
+                .collect();
+            OffsetCommitResponseTopic::default()
+                .with_name(topic.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetCommitResponse::default().with_topics(topics)
+}
+
+/// The same error for every partition of the request.
+fn every_partition(request: OffsetCommitRequest, error: i16) -> OffsetCommitResponse {
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
                     OffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)
                         .with_error_code(error)

@@ -1,7 +1,9 @@
 //! OffsetFetch (v1-8): a group's committed positions. v1-7 ask for one
 //! group, v8 for a batch; no topic list (v2+) means every committed offset.
 //! A partition without a commit (or a group that never committed) answers
-//! offset -1 with empty metadata and no error, as in Kafka.
+//! offset -1 with empty metadata and no error, as in Kafka. A group
+//! coordinated by another node gets NOT_COORDINATOR (v1: on every
+//! partition asked for; v2+: the group's error).
 
 use std::collections::HashMap;
 
@@ -14,6 +16,7 @@ use strata_api::ErrorCode;
 use strata_broker::GroupOffset;
 
 use super::{group_name, wire};
+use crate::cluster;
 use crate::context::{Session, Shared};
 use crate::errors;
 
@@ -131,6 +134,8 @@ async fn fetch(
     // A name Strata cannot store never has offsets.
     let committed = if strata_broker::validate_group(group).is_err() {
         Vec::new()
+    } else if !cluster::coordinates(shared, group) {
+        return Err(errors::NOT_COORDINATOR);
     } else {
         match shared.broker.fetch_offsets(tenant, group).await {
             Ok(offsets) => offsets,

@@ -6,6 +6,7 @@ use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 
 use super::state::{SyncRequest, SyncResult};
 use super::{group_name, instance_id, wire};
+use crate::cluster;
 use crate::context::Shared;
 use crate::errors;
 
@@ -32,6 +33,9 @@ async fn sync(
     let group = group_name(&request.group_id);
     if group.is_empty() {
         return SyncResult::error(errors::INVALID_GROUP_ID);
+    }
+    if !cluster::coordinates(shared, &group) {
+        return SyncResult::error(errors::NOT_COORDINATOR);
     }
     // From v5 the protocol type and name are required (as in Kafka).
     if version >= 5 && (request.protocol_type.is_none() || request.protocol_name.is_none()) {
