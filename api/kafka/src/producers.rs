@@ -181,15 +181,23 @@ pub(crate) struct Producers {
     partitions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<PartitionProducers>>>>,
 }
 
+/// Low bits of a producer id: microseconds (2^52 µs is about 142 years).
+const CLOCK_BITS: u32 = 52;
+/// Node ids that fit above them in a positive i64.
+const NODE_ID_MASK: u64 = (1 << (63 - CLOCK_BITS)) - 1;
+
 impl Producers {
-    /// Ids start at the wall clock in microseconds, so ids handed out after a
-    /// restart do not repeat earlier ones (unless the clock went back).
-    pub fn new() -> Producers {
+    /// Ids for this node: the node id in the top bits (so two nodes never
+    /// hand out the same id), then the wall clock in microseconds at start
+    /// (so ids after a restart do not repeat earlier ones, unless the clock
+    /// went back), counting up.
+    pub fn new(node_id: u64) -> Producers {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| i64::try_from(d.as_micros()).unwrap_or(1));
+        let node = i64::try_from(node_id & NODE_ID_MASK).unwrap_or(0);
         Producers {
-            next_id: AtomicI64::new(now.max(1)),
+            next_id: AtomicI64::new((node << CLOCK_BITS) | (now & ((1 << CLOCK_BITS) - 1)).max(1)),
             partitions: Mutex::new(HashMap::new()),
         }
     }
@@ -210,6 +218,16 @@ impl Producers {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn producer_ids_of_different_nodes_never_meet() {
+        let (a, b) = (Producers::new(1), Producers::new(2));
+        let (x, y) = (a.allocate_id(), b.allocate_id());
+        assert!(x > 0 && y > 0);
+        assert_eq!(x >> CLOCK_BITS, 1);
+        assert_eq!(y >> CLOCK_BITS, 2);
+        assert_eq!(a.allocate_id(), x + 1);
+    }
 
     fn batch(epoch: i16, first: i32, last: i32) -> BatchProducer {
         BatchProducer {

@@ -300,6 +300,9 @@ async fn metadata_group_survives_failures_membership_changes_and_restore() {
             .unwrap();
     }
     check_everywhere(&http, &cluster, &snapshot(&acked)).await;
+    // Clients keep working while node 4 leaves (requests it was serving
+    // move on to the other nodes).
+    let writer = tokio::spawn(write(http.clone(), addrs(&cluster), "l", 10, acked.clone()));
     let resp = http
         .delete(format!(
             "http://{}/v1/cluster/nodes/4",
@@ -310,6 +313,7 @@ async fn metadata_group_survives_failures_membership_changes_and_restore() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 204, "{:?}", resp.text().await);
     cluster.forget(4);
+    writer.await.unwrap();
     let s = self::status(&http, &cluster.node(1).api_addr)
         .await
         .unwrap();
@@ -478,6 +482,9 @@ async fn any_node_serves_every_partition_over_http_and_grpc() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 201);
     // The partitions are spread over all three brokers.
+    // `/v1/cluster` shows a node's own view (it answers without a quorum);
+    // a topic listing first brings node 2 up to date with the leader.
+    topics(&http, &cluster.node(2).api_addr).await;
     let s = status(&http, &cluster.node(2).api_addr).await.unwrap();
     let leaders: BTreeSet<u64> = s["partitions"]
         .as_array()
@@ -626,6 +633,10 @@ async fn kafka_clients_find_partition_leaders_through_any_node() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 201);
     let kafka = |id: u64| cluster.node(id).kafka_addr.clone().expect("kafka listener");
+    for id in [2, 3] {
+        // Up to date with the leader before a client asks it.
+        topics(&http, &cluster.node(id).api_addr).await;
+    }
 
     // Metadata through one node lists all three brokers.
     let Some(listing) = kcat(&["-b", &kafka(1), "-L", "-t", "kt"]) else {

@@ -127,7 +127,7 @@ async fn node() -> Node {
     let shared = Arc::new(Shared {
         broker,
         groups: group::Coordinator::new(&config),
-        producers: crate::producers::Producers::new(),
+        producers: crate::producers::Producers::new(1),
         config,
     });
     Node {
@@ -520,7 +520,10 @@ async fn list_offsets_and_delete_records_of_a_partition_led_elsewhere_are_refuse
 #[tokio::test]
 async fn find_coordinator_names_the_group_coordinator() {
     let node = node().await;
-    let (here, there, unreachable) = (node.group_of(1), node.group_of(2), node.group_of(3));
+    // Node 3 has no Kafka listener: it coordinates no group. Node 4's
+    // address is malformed: this node answers for its groups (and refuses them).
+    assert!((0..1000).all(|i| node.shared.broker.group_coordinator(&format!("g-{i}")) != 3));
+    let (here, there, unreachable) = (node.group_of(1), node.group_of(2), node.group_of(4));
     let answer =
         |r: &FindCoordinatorResponse| (r.error_code, r.node_id, r.host.to_string(), r.port);
     for v in 0..=3 {
@@ -533,7 +536,6 @@ async fn find_coordinator_names_the_group_coordinator() {
         encodes(ApiKey::FindCoordinator, v, ResponseKind::FindCoordinator(r));
         let this_node = (0, BrokerId(1), "node1.example".to_string(), 19092);
         assert_eq!(answer(&ask(&here)), this_node);
-        // Node 3 has no Kafka listener: this node answers (and refuses the group).
         assert_eq!(answer(&ask(&unreachable)), this_node);
     }
     // A transactional id: as before, no coordinator.

@@ -50,7 +50,7 @@ async fn env(initial_delay: Duration) -> Env {
         broker,
         groups: Coordinator::new(&config),
         config,
-        producers: Producers::new(),
+        producers: Producers::new(1),
     });
     Env { shared, _dir: dir }
 }
