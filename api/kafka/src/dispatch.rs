@@ -68,7 +68,7 @@ pub(crate) async fn dispatch(
             apis::find_coordinator::handle(s, session, r, v),
         )),
         RequestKind::InitProducerId(r) => ready(ResponseKind::InitProducerId(
-            apis::init_producer_id::handle(s, session, r, v),
+            apis::init_producer_id::handle(s, session, r, v).await,
         )),
         RequestKind::CreateTopics(r) => ready(ResponseKind::CreateTopics(
             apis::create_topics::handle(s, session, r, v).await,

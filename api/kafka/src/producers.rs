@@ -16,11 +16,9 @@
 //! a restart is still recognized, as long as it is among the last
 //! [`REBUILD_OFFSETS`] offsets of its partition.
 
+use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
-
-use parking_lot::Mutex;
 
 use crate::errors;
 
@@ -172,38 +170,19 @@ impl PartitionProducers {
     }
 }
 
-/// Producer ids and every partition's producer state.
+/// Every partition's producer state (ids come from the metadata group).
 pub(crate) struct Producers {
-    next_id: AtomicI64,
     /// Per log partition key. The async mutex is held from the sequence check
     /// until the append is acknowledged, so appends of idempotent batches to
     /// one partition are checked and recorded strictly in turn.
     partitions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<PartitionProducers>>>>,
 }
 
-/// Low bits of a producer id: microseconds (2^52 µs is about 142 years).
-const CLOCK_BITS: u32 = 52;
-/// Node ids that fit above them in a positive i64.
-const NODE_ID_MASK: u64 = (1 << (63 - CLOCK_BITS)) - 1;
-
 impl Producers {
-    /// Ids for this node: the node id in the top bits (so two nodes never
-    /// hand out the same id), then the wall clock in microseconds at start
-    /// (so ids after a restart do not repeat earlier ones, unless the clock
-    /// went back), counting up.
-    pub fn new(node_id: u64) -> Producers {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| i64::try_from(d.as_micros()).unwrap_or(1));
-        let node = i64::try_from(node_id & NODE_ID_MASK).unwrap_or(0);
+    pub fn new() -> Producers {
         Producers {
-            next_id: AtomicI64::new((node << CLOCK_BITS) | (now & ((1 << CLOCK_BITS) - 1)).max(1)),
             partitions: Mutex::new(HashMap::new()),
         }
-    }
-
-    pub fn allocate_id(&self) -> i64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
     pub fn partition(&self, key: &str) -> Arc<tokio::sync::Mutex<PartitionProducers>> {
@@ -218,16 +197,6 @@ impl Producers {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn producer_ids_of_different_nodes_never_meet() {
-        let (a, b) = (Producers::new(1), Producers::new(2));
-        let (x, y) = (a.allocate_id(), b.allocate_id());
-        assert!(x > 0 && y > 0);
-        assert_eq!(x >> CLOCK_BITS, 1);
-        assert_eq!(y >> CLOCK_BITS, 2);
-        assert_eq!(a.allocate_id(), x + 1);
-    }
 
     fn batch(epoch: i16, first: i32, last: i32) -> BatchProducer {
         BatchProducer {

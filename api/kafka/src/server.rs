@@ -20,13 +20,12 @@ pub struct KafkaServer {
 impl KafkaServer {
     pub fn new(broker: Arc<Broker>, config: KafkaConfig) -> KafkaServer {
         let groups = Coordinator::new(&config);
-        let producers = Producers::new(broker.node_id());
         KafkaServer {
             shared: Arc::new(Shared {
                 broker,
                 config,
                 groups,
-                producers,
+                producers: Producers::new(),
             }),
         }
     }

@@ -22,6 +22,7 @@ use crate::{metrics, records, retention};
 mod admin;
 mod append;
 mod groups;
+mod producer_ids;
 mod routing;
 mod topics;
 mod types;
@@ -61,6 +62,8 @@ pub struct Broker {
     retention: Mutex<Option<BackgroundTasks>>,
     /// Who leads which partition; how to reach the other nodes.
     cluster: Arc<dyn ClusterView>,
+    /// Idempotent-producer ids reserved in the metadata store: `next..end`.
+    producer_ids: tokio::sync::Mutex<(i64, i64)>,
 }
 
 /// Wall-clock milliseconds since the Unix epoch.
@@ -192,6 +195,7 @@ impl Broker {
             tier,
             retention: Mutex::new(Some((stop, tasks))),
             cluster,
+            producer_ids: tokio::sync::Mutex::new((0, 0)),
         }))
     }
 

@@ -171,6 +171,10 @@ pub(crate) async fn enforce(
                 };
                 let advanced = p.advance_start_offset(plan.new_start).await;
                 if advanced.is_ok() {
+                    if let Err(e) = meta.advance_log_start(&key, plan.new_start).await {
+                        // The next pass records it again.
+                        warn!(partition = key, error = %e.message, "retention: cannot record the start offset");
+                    }
                     delete_remote_below(meta, tier, &key, plan.new_start).await;
                 }
                 match advanced {

@@ -32,6 +32,10 @@ pub struct Assignment {
     pub leader: NodeId,
     /// Grows with every leader change, so a stale leader can be fenced.
     pub leader_epoch: u64,
+    /// The replicas known to hold everything acknowledged. Until partitions
+    /// are replicated this is the leader alone.
+    #[serde(default)]
+    pub isr: Vec<NodeId>,
 }
 
 impl ClusterState {
@@ -107,6 +111,7 @@ impl ClusterState {
                             replicas: replicas.clone(),
                             leader,
                             leader_epoch: 1,
+                            isr: vec![leader],
                         };
                         self.assignments.insert(key, assignment);
                     }
@@ -152,6 +157,7 @@ impl ClusterState {
             assignment.leader_epoch += 1;
             assignment.replicas.retain(|r| *r != next);
             assignment.replicas.insert(0, next);
+            assignment.isr = vec![next];
         }
     }
 }
@@ -228,7 +234,14 @@ mod tests {
             (partition.clone(), 0u64..80).prop_map(|(partition, offset)| {
                 MetadataChange::RemoveSegmentsBelow { partition, offset }
             }),
-            partition.prop_map(|partition| MetadataChange::DropManifest { partition }),
+            partition
+                .clone()
+                .prop_map(|partition| MetadataChange::DropManifest { partition }),
+            (partition, 0u64..80).prop_map(|(partition, offset)| MetadataChange::AdvanceLogStart {
+                partition,
+                offset
+            }),
+            (1u32..2000).prop_map(|count| MetadataChange::AllocateProducerIds { count }),
         ]
     }
 
@@ -262,6 +275,8 @@ mod tests {
         #[test]
         fn commands_apply_deterministically(commands in prop::collection::vec(command(), 1..60)) {
             let (mut a, mut b) = (ClusterState::default(), ClusterState::default());
+            // Producer id blocks handed out so far: they never overlap.
+            let mut blocks: Vec<(i64, i64)> = Vec::new();
             for command in &commands {
                 // Commands travel and rest as JSON: they must come back as they were.
                 let json = serde_json::to_vec(command).unwrap();
@@ -271,6 +286,15 @@ mod tests {
                 let noop = matches!(command, Command::Metadata { change, .. } if before.metadata.is_noop(change));
                 let reply = a.apply(command);
                 prop_assert_eq!(&reply, &b.apply(command));
+                if let (
+                    Reply::Applied(strata_broker::ChangeOutcome::ProducerIds(first)),
+                    Command::Metadata { change: MetadataChange::AllocateProducerIds { count }, .. },
+                ) = (&reply, command)
+                {
+                    let block = (*first, first + i64::from(*count));
+                    prop_assert!(blocks.iter().all(|b| block.0 >= b.1 || block.1 <= b.0));
+                    blocks.push(block);
+                }
                 prop_assert_eq!(&a, &b);
                 if matches!(reply, Reply::Rejected(_)) || noop {
                     prop_assert_eq!(&a, &before);
@@ -285,6 +309,15 @@ mod tests {
                 prop_assert_eq!(&restored, &a);
                 for (key, assignment) in &a.assignments {
                     prop_assert_eq!(Some(&assignment.leader), assignment.replicas.first(), "{}", key);
+                    prop_assert!(assignment.isr.contains(&assignment.leader), "{}", key);
+                }
+                // A log start never moves back.
+                for key in ["p", "q"] {
+                    if let (Some(old), Some(new)) = (before.metadata.log_start(key), a.metadata.log_start(key))
+                        && !matches!(command, Command::Metadata { change: MetadataChange::DropManifest { .. }, .. })
+                    {
+                        prop_assert!(new >= old);
+                    }
                 }
                 for manifest in a.metadata.manifests().values() {
                     for pair in manifest.windows(2) {

@@ -6,7 +6,7 @@ use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, Pr
 use crate::context::{Session, Shared};
 use crate::errors;
 
-pub(crate) fn handle(
+pub(crate) async fn handle(
     shared: &Shared,
     _session: &Session,
     request: InitProducerIdRequest,
@@ -22,7 +22,16 @@ pub(crate) fn handle(
     // error it cannot otherwise recover from; the new epoch restarts its sequences.
     let (id, epoch) = match (request.producer_id.0, request.producer_epoch) {
         (id, epoch) if id >= 0 && (0..i16::MAX).contains(&epoch) => (id, epoch + 1),
-        _ => (shared.producers.allocate_id(), 0),
+        // Ids come from the metadata group: unique across the cluster.
+        _ => match shared.broker.allocate_producer_id().await {
+            Ok(id) => (id, 0),
+            Err(e) => {
+                return InitProducerIdResponse::default()
+                    .with_error_code(errors::code(&e))
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1);
+            }
+        },
     };
     InitProducerIdResponse::default()
         .with_producer_id(ProducerId(id))

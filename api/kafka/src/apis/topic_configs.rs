@@ -848,7 +848,7 @@ pub(crate) mod testing {
         let shared = Shared {
             broker: Arc::clone(&broker),
             groups: crate::group::Coordinator::new(&config),
-            producers: crate::producers::Producers::new(1),
+            producers: crate::producers::Producers::new(),
             config,
         };
         Fixture {

@@ -127,7 +127,7 @@ async fn node() -> Node {
     let shared = Arc::new(Shared {
         broker,
         groups: group::Coordinator::new(&config),
-        producers: crate::producers::Producers::new(1),
+        producers: crate::producers::Producers::new(),
         config,
     });
     Node {

@@ -50,7 +50,7 @@ async fn env(initial_delay: Duration) -> Env {
         broker,
         groups: Coordinator::new(&config),
         config,
-        producers: Producers::new(1),
+        producers: Producers::new(),
     });
     Env { shared, _dir: dir }
 }

@@ -188,6 +188,9 @@ impl Broker {
             p.advance_start_offset(before_offset)
                 .await
                 .map_err(from_log)?;
+            self.meta
+                .advance_log_start(&partition_key(&meta, partition), before_offset)
+                .await?;
             info!(
                 tenant,
                 topic,

@@ -110,20 +110,22 @@ pub(super) async fn reconcile(log: &Arc<Log>, meta: &dyn MetadataStore) -> Resul
                         let manifest = meta.manifest(&key).await?;
                         match (manifest.first(), manifest.last()) {
                             (Some(first), Some(last)) => {
+                                // Retention or DeleteRecords may have moved the
+                                // start past the first segment still listed.
+                                let start = meta
+                                    .log_start(&key)
+                                    .await?
+                                    .unwrap_or(0)
+                                    .clamp(first.base_offset, last.end_offset);
                                 info!(
                                     key,
-                                    start = first.base_offset,
+                                    start,
                                     end = last.end_offset,
                                     "restoring a partition from its manifest"
                                 );
-                                log.create_partition_at(
-                                    &key,
-                                    Some(config),
-                                    first.base_offset,
-                                    last.end_offset,
-                                )
-                                .await
-                                .map_err(from_log)?;
+                                log.create_partition_at(&key, Some(config), start, last.end_offset)
+                                    .await
+                                    .map_err(from_log)?;
                             }
                             _ => missing.push(key.clone()),
                         }

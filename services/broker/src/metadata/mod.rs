@@ -117,8 +117,15 @@ pub trait MetadataStore: Send + Sync + 'static {
         partition: &str,
         offset: u64,
     ) -> Result<Vec<RemoteSegmentRef>, ApiError>;
-    /// Forgets a partition's manifest (its topic was deleted); returns it.
+    /// Forgets a partition's manifest and log start (its topic was
+    /// deleted); returns the manifest.
     async fn drop_manifest(&self, partition: &str) -> Result<Vec<RemoteSegmentRef>, ApiError>;
+    /// Records that a partition's log now starts at `offset` (never back).
+    async fn advance_log_start(&self, partition: &str, offset: u64) -> Result<(), ApiError>;
+    /// The partition's recorded log start offset, if it ever advanced.
+    async fn log_start(&self, partition: &str) -> Result<Option<u64>, ApiError>;
+    /// Reserves `count` idempotent-producer ids; returns the first.
+    async fn allocate_producer_ids(&self, count: u32) -> Result<i64, ApiError>;
 }
 
 /// How a store keeps a [`MetadataState`]: a local view to read, and a way to
@@ -290,5 +297,29 @@ impl<B: MetadataBackend> MetadataStore for B {
         change_unless_noop(self, MetadataChange::DropManifest { partition })
             .await
             .map(segments)
+    }
+
+    async fn advance_log_start(&self, partition: &str, offset: u64) -> Result<(), ApiError> {
+        let partition = partition.to_string();
+        change_unless_noop(self, MetadataChange::AdvanceLogStart { partition, offset })
+            .await
+            .map(drop)
+    }
+
+    async fn log_start(&self, partition: &str) -> Result<Option<u64>, ApiError> {
+        Ok(self.read(|s| s.log_start(partition)))
+    }
+
+    async fn allocate_producer_ids(&self, count: u32) -> Result<i64, ApiError> {
+        match self
+            .change(MetadataChange::AllocateProducerIds { count })
+            .await?
+        {
+            ChangeOutcome::ProducerIds(first) => Ok(first),
+            other => Err(ApiError::new(
+                strata_api::ErrorCode::Internal,
+                format!("unexpected outcome of a producer id allocation: {other:?}"),
+            )),
+        }
     }
 }

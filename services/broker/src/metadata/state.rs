@@ -25,6 +25,19 @@ pub struct MetadataState {
     /// log partition key → its segments in the bucket, in offset order.
     #[serde(default)]
     manifests: BTreeMap<String, Vec<RemoteSegmentRef>>,
+    /// log partition key → its log start offset (retention, DeleteRecords),
+    /// so a new leader of the partition starts where the old one had.
+    #[serde(default)]
+    log_starts: BTreeMap<String, u64>,
+    /// The next idempotent-producer id to hand out.
+    #[serde(default = "first_producer_id")]
+    next_producer_id: i64,
+}
+
+/// Producer ids start here; lower ones are left for ids handed out before
+/// the metadata group allocated them.
+fn first_producer_id() -> i64 {
+    1 << 56
 }
 
 /// One change to the metadata.
@@ -68,6 +81,15 @@ pub enum MetadataChange {
     DropManifest {
         partition: String,
     },
+    /// Records a partition's log start offset; never moves it back.
+    AdvanceLogStart {
+        partition: String,
+        offset: u64,
+    },
+    /// Reserves `count` idempotent-producer ids (a block a broker hands out).
+    AllocateProducerIds {
+        count: u32,
+    },
 }
 
 /// What a successful change returns.
@@ -79,6 +101,8 @@ pub enum ChangeOutcome {
     Existed(bool),
     /// Manifest entries removed (`RemoveSegmentsBelow`, `DropManifest`).
     Segments(Vec<RemoteSegmentRef>),
+    /// The first of the producer ids reserved (`AllocateProducerIds`).
+    ProducerIds(i64),
 }
 
 impl Default for MetadataState {
@@ -88,6 +112,8 @@ impl Default for MetadataState {
             topics: BTreeMap::new(),
             groups: BTreeMap::new(),
             manifests: BTreeMap::new(),
+            log_starts: BTreeMap::new(),
+            next_producer_id: first_producer_id(),
         }
     }
 }
@@ -112,7 +138,12 @@ impl MetadataState {
                 .get(partition)
                 .and_then(|m| m.first())
                 .is_none_or(|f| f.end_offset > *offset),
-            MetadataChange::DropManifest { partition } => !self.manifests.contains_key(partition),
+            MetadataChange::DropManifest { partition } => {
+                !self.manifests.contains_key(partition) && !self.log_starts.contains_key(partition)
+            }
+            MetadataChange::AdvanceLogStart { partition, offset } => {
+                self.log_starts.get(partition).is_some_and(|s| s >= offset)
+            }
             _ => false,
         }
     }
@@ -176,9 +207,28 @@ impl MetadataState {
                     .unwrap_or(manifest.len());
                 Ok(ChangeOutcome::Segments(manifest.drain(..keep).collect()))
             }
-            MetadataChange::DropManifest { partition } => Ok(ChangeOutcome::Segments(
-                self.manifests.remove(partition).unwrap_or_default(),
-            )),
+            MetadataChange::DropManifest { partition } => {
+                self.log_starts.remove(partition);
+                Ok(ChangeOutcome::Segments(
+                    self.manifests.remove(partition).unwrap_or_default(),
+                ))
+            }
+            MetadataChange::AdvanceLogStart { partition, offset } => {
+                let start = self.log_starts.entry(partition.clone()).or_insert(0);
+                *start = (*start).max(*offset);
+                Ok(ChangeOutcome::Done)
+            }
+            MetadataChange::AllocateProducerIds { count } => {
+                let first = self.next_producer_id;
+                let next = first
+                    .checked_add(i64::from(*count))
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| {
+                        ApiError::new(ErrorCode::Unavailable, "producer ids are exhausted")
+                    })?;
+                self.next_producer_id = next;
+                Ok(ChangeOutcome::ProducerIds(first))
+            }
         }
     }
 
@@ -318,6 +368,11 @@ impl MetadataState {
         // Entries are contiguous and in offset order: search by end offset.
         let first = manifest.partition_point(|m| m.end_offset <= offset);
         manifest.iter().skip(first).take(limit).cloned().collect()
+    }
+
+    /// A partition's recorded log start offset, if it ever advanced.
+    pub fn log_start(&self, partition: &str) -> Option<u64> {
+        self.log_starts.get(partition).copied()
     }
 
     pub fn manifests(&self) -> BTreeMap<String, Vec<RemoteSegmentRef>> {

@@ -33,6 +33,8 @@ pub struct PartitionLeaderStatus {
     pub leader: u64,
     pub leader_epoch: u64,
     pub replicas: Vec<u64>,
+    /// In-sync replicas (the leader alone until partitions are replicated).
+    pub isr: Vec<u64>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -92,6 +94,7 @@ pub async fn status(State(state): State<AppState>) -> HttpResult<Json<ClusterSta
                 leader: a.leader,
                 leader_epoch: a.leader_epoch,
                 replicas: a.replicas.clone(),
+                isr: a.isr.clone(),
             })
             .collect()
     });
