@@ -136,6 +136,10 @@ impl Committer {
                     let result = self.control(target, op);
                     let _ = reply.send(result);
                 }
+                Request::ControlBatch { ops, reply } => {
+                    let results = self.control_batch(ops);
+                    let _ = reply.send(results);
+                }
                 Request::Flush { reply } => {
                     let msg = SyncMsg::Flush {
                         file: self.file.clone(),
@@ -417,6 +421,99 @@ impl Committer {
         }
         self.roll_if_full();
         Ok(())
+    }
+
+    /// Offload bookkeeping (segments offloaded, local copies released) for
+    /// many partitions at once: one barrier, one write and one fdatasync
+    /// instead of one each, so appends wait behind the committer once per
+    /// batch rather than once per segment.
+    fn control_batch(&mut self, ops: Vec<(Arc<PartitionShared>, ControlOp)>) -> Vec<Result<()>> {
+        // Marks first, then releases: a release can only let go of what is
+        // already marked, including segments marked in this batch.
+        let (marks, rest): (Vec<_>, Vec<_>) = ops
+            .into_iter()
+            .enumerate()
+            .partition(|(_, (_, op))| matches!(op, ControlOp::Offloaded { .. }));
+        let mut results: Vec<(usize, Result<()>)> = Vec::new();
+        for group in [marks, rest] {
+            let (indices, ops): (Vec<usize>, Vec<_>) = group.into_iter().unzip();
+            results.extend(indices.into_iter().zip(self.control_group(ops)));
+        }
+        results.sort_by_key(|(i, _)| *i);
+        results.into_iter().map(|(_, r)| r).collect()
+    }
+
+    /// One write and one fdatasync for `ops`.
+    fn control_group(&mut self, ops: Vec<(Arc<PartitionShared>, ControlOp)>) -> Vec<Result<()>> {
+        if ops.is_empty() {
+            return Vec::new();
+        }
+        if let Some(reason) = self.shared.failure() {
+            return ops
+                .iter()
+                .map(|_| Err(LogError::Closed(reason.clone())))
+                .collect();
+        }
+        self.barrier();
+        self.buf.clear();
+        let mut results = Vec::with_capacity(ops.len());
+        let mut written = Vec::new();
+        for (p, op) in ops {
+            let prepared = (|| -> Result<Option<ControlOp>> {
+                p.check_live()?;
+                let op = match op {
+                    ControlOp::ReleaseLocal { offset } => {
+                        let state = p.state.read();
+                        let offset = offset.min(state.releasable_up_to());
+                        if offset <= state.meta.local_start {
+                            return Ok(None);
+                        }
+                        ControlOp::ReleaseLocal { offset }
+                    }
+                    op @ ControlOp::Offloaded { .. } => op,
+                    other => {
+                        return Err(LogError::InvalidOperation(format!(
+                            "{other:?} cannot be batched"
+                        )));
+                    }
+                };
+                p.state
+                    .read()
+                    .validate(&op)
+                    .map_err(LogError::InvalidOperation)?;
+                Ok(Some(op))
+            })();
+            match prepared {
+                Ok(Some(op)) => {
+                    frame::encode_control(&mut self.buf, p.id, &op);
+                    results.push(Ok(()));
+                    written.push((results.len() - 1, p, op));
+                }
+                Ok(None) => results.push(Ok(())),
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        if written.is_empty() {
+            return results;
+        }
+        if let Err(e) = self.write_durably() {
+            for (i, _, _) in &written {
+                results[*i] = Err(LogError::Closed(e.to_string()));
+            }
+            return results;
+        }
+        let mut reclaims = false;
+        let mut events = Vec::with_capacity(written.len());
+        for (_, p, op) in written {
+            reclaims |= matches!(op, ControlOp::ReleaseLocal { .. });
+            events.push((p, vec![Event::Control(op)]));
+        }
+        syncer::publish(&self.shared.tail_cache, events);
+        if reclaims {
+            self.reclaim_files();
+        }
+        self.roll_if_full();
+        results
     }
 
     /// Periodic work: seal segments that aged out, delete journal files

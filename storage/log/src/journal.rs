@@ -97,6 +97,12 @@ pub(crate) enum Request {
         op: ControlOp,
         reply: oneshot::Sender<Result<()>>,
     },
+    /// Several operations on existing partitions, made durable by one write
+    /// and one fdatasync; one result per operation, in order.
+    ControlBatch {
+        ops: Vec<(Arc<PartitionShared>, ControlOp)>,
+        reply: oneshot::Sender<Vec<Result<()>>>,
+    },
     /// Make everything written so far durable.
     Flush {
         reply: oneshot::Sender<Result<()>>,

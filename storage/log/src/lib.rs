@@ -43,7 +43,8 @@ pub use config::{Durability, LogConfig, SegmentConfig};
 pub use error::{Location, LogError, Result};
 pub use journal::Appended;
 pub use log::{
-    AppendOptions, JournalPosition, Log, MAX_PARTITION_KEY_LEN, Partition, PartitionOffsets,
+    AppendOptions, JournalPosition, Log, MAX_PARTITION_KEY_LEN, OffloadOp, Partition,
+    PartitionOffsets,
 };
 pub use read::{ReadBatches, SegmentReader};
 pub use state::{EpochStart, SegmentInfo};

@@ -233,12 +233,47 @@ impl Log {
     async fn control(&self, target: ControlTarget, op: ControlOp) -> Result<()> {
         control(&self.shared, target, op).await
     }
+
+    /// Applies offload bookkeeping for many partitions with one journal
+    /// write and one fdatasync; one result per operation, in order.
+    pub async fn apply_offload_ops(
+        &self,
+        ops: &[(Partition, OffloadOp)],
+    ) -> Result<Vec<Result<()>>> {
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ops = ops
+            .iter()
+            .map(|(p, op)| {
+                let op = match *op {
+                    OffloadOp::Offloaded { base_offset } => ControlOp::Offloaded { base_offset },
+                    OffloadOp::ReleaseLocal { up_to } => ControlOp::ReleaseLocal { offset: up_to },
+                };
+                (p.inner.clone(), op)
+            })
+            .collect();
+        let (reply, rx) = oneshot::channel();
+        self.shared.send(Request::ControlBatch { ops, reply })?;
+        rx.await
+            .map_err(|_| LogError::Closed("the committer stopped before answering".into()))
+    }
 }
 
 impl Drop for Log {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// Offload bookkeeping for one partition, applied in a batch with
+/// [`Log::apply_offload_ops`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffloadOp {
+    /// As [`Partition::mark_offloaded`].
+    Offloaded { base_offset: u64 },
+    /// As [`Partition::release_local`].
+    ReleaseLocal { up_to: u64 },
 }
 
 async fn control(shared: &Shared, target: ControlTarget, op: ControlOp) -> Result<()> {

@@ -188,3 +188,54 @@ async fn a_partition_can_start_past_zero() {
         [(100, "a".to_string()), (101, "b".to_string())]
     );
 }
+
+#[tokio::test]
+async fn offload_bookkeeping_in_one_batch_survives_reopen() {
+    use strata_log::OffloadOp;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = Log::open(dir.path(), LogConfig::default()).unwrap();
+        let p = log.create_partition("default/a/0", None).await.unwrap();
+        let q = log.create_partition("default/a/1", None).await.unwrap();
+        for part in [&p, &q] {
+            for round in 0..2 {
+                part.append(batch(&["x", "y"], 100).as_ref(), AppendOptions::default())
+                    .await
+                    .unwrap();
+                if round == 0 {
+                    part.seal_active_segment().await.unwrap();
+                }
+            }
+            part.seal_active_segment().await.unwrap();
+        }
+        // Both sealed segments of both partitions offloaded, and the first of
+        // each released, in one batch; a bad operation fails alone.
+        let results = log
+            .apply_offload_ops(&[
+                (p.clone(), OffloadOp::Offloaded { base_offset: 0 }),
+                (p.clone(), OffloadOp::Offloaded { base_offset: 2 }),
+                (q.clone(), OffloadOp::Offloaded { base_offset: 0 }),
+                (q.clone(), OffloadOp::Offloaded { base_offset: 99 }),
+                (p.clone(), OffloadOp::ReleaseLocal { up_to: 2 }),
+                (q.clone(), OffloadOp::ReleaseLocal { up_to: 2 }),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(results.len(), 6);
+        assert!(results[..3].iter().all(Result::is_ok), "{results:?}");
+        assert!(results[3].is_err(), "no segment starts at 99");
+        assert!(results[4..].iter().all(Result::is_ok), "{results:?}");
+        assert_eq!(p.offsets().local_start, 2);
+        assert_eq!(q.offsets().local_start, 2);
+    }
+    let log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    let p = log.partition("default/a/0").unwrap();
+    let q = log.partition("default/a/1").unwrap();
+    assert_eq!(p.offsets().local_start, 2);
+    assert!(p.segments().iter().all(|s| s.offloaded || !s.sealed));
+    assert_eq!(q.offsets().local_start, 2);
+    assert!(
+        !q.segments()[1].offloaded,
+        "q's second segment was never marked"
+    );
+}

@@ -7,7 +7,7 @@ use std::time::Instant;
 use futures::StreamExt;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use strata_api::{ApiError, ErrorCode};
-use strata_log::{Log, Partition, SegmentInfo};
+use strata_log::{Log, OffloadOp, Partition, SegmentInfo};
 use strata_tier::keys;
 use strata_tier::segment::{EpochStart, SegmentBuilder, SegmentFields};
 use tokio::sync::watch;
@@ -19,6 +19,9 @@ use crate::broker::{now_ms, partition_key};
 use crate::errors::from_log;
 use crate::metadata::{MetadataStore, RemoteSegmentRef, TopicMeta};
 use crate::metrics;
+
+/// Offload bookkeeping operations gathered before they are applied.
+const BOOKKEEPING_BATCH: usize = 64;
 
 /// Objects larger than this are uploaded in parts of this size.
 const MULTIPART_PART_BYTES: usize = 8 * 1024 * 1024;
@@ -96,29 +99,93 @@ pub(crate) async fn offload_pass(
         }
     }
 
+    // The log bookkeeping of every partition (segments marked offloaded,
+    // local copies released) is applied in batches: one journal write and
+    // fdatasync per batch instead of two per segment, so producers do not
+    // queue behind the committer once per uploaded segment.
+    let pending: parking_lot::Mutex<Vec<(Partition, OffloadOp)>> =
+        parking_lot::Mutex::new(Vec::new());
     futures::stream::iter(work)
-        .for_each_concurrent(
-            tier.config.offload_concurrency.max(1),
-            |(topic, key, p)| async move {
+        .for_each_concurrent(tier.config.offload_concurrency.max(1), |(topic, key, p)| {
+            let pending = &pending;
+            async move {
                 if *stop.borrow() {
                     return;
                 }
-                if let Err(e) = offload_partition(meta, tier, &topic, &key, &p).await {
+                let (ops, result) = offload_partition(meta, tier, &topic, &key, &p).await;
+                if let Err(e) = result {
                     warn!(partition = key, error = %e, "offload failed; retrying next pass");
                 }
-            },
-        )
+                let batch = {
+                    let mut pending = pending.lock();
+                    pending.extend(ops.into_iter().map(|op| (p.clone(), op)));
+                    (pending.len() >= BOOKKEEPING_BATCH).then(|| std::mem::take(&mut *pending))
+                };
+                if let Some(batch) = batch {
+                    apply_bookkeeping(log, batch).await;
+                }
+            }
+        })
         .await;
+    let rest = std::mem::take(&mut *pending.lock());
+    apply_bookkeeping(log, rest).await;
 }
 
-/// Uploads and commits every sealed segment of one partition, oldest first,
-/// then releases what local retention lets go.
+/// Applies a batch of offload bookkeeping to the log; a failure is retried
+/// by the next pass (the manifest says what is already uploaded).
+async fn apply_bookkeeping(log: &Log, batch: Vec<(Partition, OffloadOp)>) {
+    match log.apply_offload_ops(&batch).await {
+        Ok(results) => {
+            for ((p, op), result) in batch.iter().zip(results) {
+                if let Err(e) = result {
+                    warn!(partition = p.key(), ?op, error = %e, "offload bookkeeping failed");
+                }
+            }
+        }
+        Err(e) => warn!(error = %e, "offload bookkeeping failed; retrying next pass"),
+    }
+}
+
+/// Uploads and commits every sealed segment of one partition, oldest first;
+/// returns the log bookkeeping that follows (marks for the segments now in
+/// the manifest, the release local retention allows), even when a later
+/// upload failed.
 async fn offload_partition(
     meta: &dyn MetadataStore,
     tier: &Tier,
     topic: &TopicMeta,
     key: &str,
     p: &Partition,
+) -> (Vec<OffloadOp>, Result<(), ApiError>) {
+    let mut ops = Vec::new();
+    let result = upload_and_commit(meta, tier, topic, key, p, &mut ops).await;
+    // Release as if the marks were applied: they are, before the release,
+    // in the same batch.
+    let marked: Vec<u64> = ops
+        .iter()
+        .filter_map(|op| match op {
+            OffloadOp::Offloaded { base_offset } => Some(*base_offset),
+            OffloadOp::ReleaseLocal { .. } => None,
+        })
+        .collect();
+    let mut segments = p.segments();
+    for s in &mut segments {
+        s.offloaded |= marked.contains(&s.base_offset);
+    }
+    if let Some(up_to) = release_point(&segments, p.offsets().local_start, &topic.config, now_ms())
+    {
+        ops.push(OffloadOp::ReleaseLocal { up_to });
+    }
+    (ops, result)
+}
+
+async fn upload_and_commit(
+    meta: &dyn MetadataStore,
+    tier: &Tier,
+    topic: &TopicMeta,
+    key: &str,
+    p: &Partition,
+    ops: &mut Vec<OffloadOp>,
 ) -> Result<(), ApiError> {
     let manifest = meta.manifest(key).await?;
     for segment in p.segments() {
@@ -151,14 +218,9 @@ async fn offload_partition(
                 "segment offloaded"
             );
         }
-        p.mark_offloaded(segment.base_offset)
-            .await
-            .map_err(from_log)?;
-    }
-    let offsets = p.offsets();
-    if let Some(up_to) = release_point(&p.segments(), offsets.local_start, &topic.config, now_ms())
-    {
-        p.release_local(up_to).await.map_err(from_log)?;
+        ops.push(OffloadOp::Offloaded {
+            base_offset: segment.base_offset,
+        });
     }
     Ok(())
 }
