@@ -228,9 +228,15 @@ mod tests {
             }),
             (tenant(), name())
                 .prop_map(|(tenant, group)| MetadataChange::DeleteGroup { tenant, group }),
-            (partition.clone(), segment).prop_map(|(partition, segment)| {
+            (partition.clone(), segment.clone()).prop_map(|(partition, segment)| {
                 MetadataChange::CommitSegment { partition, segment }
             }),
+            (partition.clone(), prop::collection::vec(segment, 1..4)).prop_map(
+                |(partition, segments)| MetadataChange::CommitSegments {
+                    partition,
+                    segments
+                }
+            ),
             (partition.clone(), 0u64..80).prop_map(|(partition, offset)| {
                 MetadataChange::RemoveSegmentsBelow { partition, offset }
             }),

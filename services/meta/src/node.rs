@@ -296,7 +296,7 @@ impl MetaNode {
         let start = Instant::now();
         loop {
             let result = match self.write_on_leader(command.clone()).await {
-                Err(e) if e.code == ErrorCode::Unavailable && e.details.is_some() => {
+                Err(e) if is_not_leader(&e) => {
                     // Not the leader: send it there.
                     match self.leader_addr().await {
                         Ok(addr) => {
@@ -342,12 +342,10 @@ impl MetaNode {
         let start = Instant::now();
         loop {
             let index = match self.read_index_on_leader().await {
-                Err(e) if e.code == ErrorCode::Unavailable && e.details.is_some() => {
-                    match self.leader_addr().await {
-                        Ok(addr) => self.peer(&addr)?.read_index().await,
-                        Err(e) => Err(e),
-                    }
-                }
+                Err(e) if is_not_leader(&e) => match self.leader_addr().await {
+                    Ok(addr) => self.peer(&addr)?.read_index().await,
+                    Err(e) => Err(e),
+                },
                 other => other,
             };
             match index {
@@ -435,7 +433,7 @@ impl MetaNode {
         change: MembershipChange,
     ) -> Result<(), ApiError> {
         match self.change_membership(change.clone()).await {
-            Err(e) if e.code == ErrorCode::Unavailable && e.details.is_some() => {
+            Err(e) if is_not_leader(&e) => {
                 let addr = self.leader_addr().await?;
                 self.peer(&addr)?.change_membership(&change).await
             }
@@ -479,6 +477,14 @@ impl MetaNode {
             warn!(error = %e, "metadata Raft did not shut down cleanly");
         }
     }
+}
+
+/// Whether `e` is [`not_leader`]'s error.
+fn is_not_leader(e: &ApiError) -> bool {
+    e.code == ErrorCode::Unavailable
+        && e.details
+            .as_ref()
+            .is_some_and(|d| d["not_leader"] == serde_json::Value::Bool(true))
 }
 
 /// The error a non-leader returns; its details let the caller find the leader.

@@ -110,6 +110,13 @@ pub trait MetadataStore: Send + Sync + 'static {
         partition: &str,
         segment: RemoteSegmentRef,
     ) -> Result<(), ApiError>;
+    /// Commits several uploaded segments of one partition, in order, all
+    /// or none, under the rules of [`Self::commit_segment`].
+    async fn commit_segments(
+        &self,
+        partition: &str,
+        segments: Vec<RemoteSegmentRef>,
+    ) -> Result<(), ApiError>;
     /// Removes the segments that end at or below `offset` (retention);
     /// returns them, so their objects can be deleted next.
     async fn remove_segments_below(
@@ -276,6 +283,23 @@ impl<B: MetadataBackend> MetadataStore for B {
         self.change(MetadataChange::CommitSegment { partition, segment })
             .await
             .map(drop)
+    }
+
+    async fn commit_segments(
+        &self,
+        partition: &str,
+        segments: Vec<RemoteSegmentRef>,
+    ) -> Result<(), ApiError> {
+        if segments.is_empty() {
+            return Ok(());
+        }
+        let partition = partition.to_string();
+        self.change(MetadataChange::CommitSegments {
+            partition,
+            segments,
+        })
+        .await
+        .map(drop)
     }
 
     async fn remove_segments_below(

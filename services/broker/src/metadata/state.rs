@@ -74,6 +74,12 @@ pub enum MetadataChange {
         partition: String,
         segment: RemoteSegmentRef,
     },
+    /// Several segments of one partition, in order, all or none (one
+    /// metadata write per offload pass instead of one per segment).
+    CommitSegments {
+        partition: String,
+        segments: Vec<RemoteSegmentRef>,
+    },
     RemoveSegmentsBelow {
         partition: String,
         offset: u64,
@@ -195,8 +201,12 @@ impl MetadataState {
                 ))
             }
             MetadataChange::CommitSegment { partition, segment } => {
-                self.commit_segment(partition, segment)
+                self.commit_segments(partition, std::slice::from_ref(segment))
             }
+            MetadataChange::CommitSegments {
+                partition,
+                segments,
+            } => self.commit_segments(partition, segments),
             MetadataChange::RemoveSegmentsBelow { partition, offset } => {
                 let Some(manifest) = self.manifests.get_mut(partition) else {
                     return Ok(ChangeOutcome::Segments(Vec::new()));
@@ -281,27 +291,34 @@ impl MetadataState {
         Ok(ChangeOutcome::Done)
     }
 
-    fn commit_segment(
+    /// Appends `segments` to the manifest, each continuing it exactly
+    /// (re-committing a key is a no-op); on any error nothing changes.
+    fn commit_segments(
         &mut self,
         partition: &str,
-        segment: &RemoteSegmentRef,
+        segments: &[RemoteSegmentRef],
     ) -> Result<ChangeOutcome, ApiError> {
-        let manifest = self.manifests.entry(partition.to_string()).or_default();
-        if manifest.iter().any(|m| m.key == segment.key) {
-            return Ok(ChangeOutcome::Done);
+        let mut manifest = self.manifests.get(partition).cloned().unwrap_or_default();
+        for segment in segments {
+            if manifest.iter().any(|m| m.key == segment.key) {
+                continue;
+            }
+            if let Some(last) = manifest.last()
+                && last.end_offset != segment.base_offset
+            {
+                return Err(ApiError::new(
+                    ErrorCode::Internal,
+                    format!(
+                        "segment {}..{} does not continue the manifest of {partition}, which ends at {}",
+                        segment.base_offset, segment.end_offset, last.end_offset
+                    ),
+                ));
+            }
+            manifest.push(segment.clone());
         }
-        if let Some(last) = manifest.last()
-            && last.end_offset != segment.base_offset
-        {
-            return Err(ApiError::new(
-                ErrorCode::Internal,
-                format!(
-                    "segment {}..{} does not continue the manifest of {partition}, which ends at {}",
-                    segment.base_offset, segment.end_offset, last.end_offset
-                ),
-            ));
+        if !manifest.is_empty() {
+            self.manifests.insert(partition.to_string(), manifest);
         }
-        manifest.push(segment.clone());
         Ok(ChangeOutcome::Done)
     }
 

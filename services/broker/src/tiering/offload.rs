@@ -179,6 +179,10 @@ async fn offload_partition(
     (ops, result)
 }
 
+/// Uploads the partition's sealed segments not yet in the bucket, then
+/// commits them to the manifest in one metadata write (also when a later
+/// upload failed: what is uploaded is committed); pushes a mark for every
+/// segment the manifest then holds.
 async fn upload_and_commit(
     meta: &dyn MetadataStore,
     tier: &Tier,
@@ -188,6 +192,8 @@ async fn upload_and_commit(
     ops: &mut Vec<OffloadOp>,
 ) -> Result<(), ApiError> {
     let manifest = meta.manifest(key).await?;
+    let mut uploaded: Vec<(SegmentInfo, RemoteSegmentRef, Instant)> = Vec::new();
+    let mut failure = None;
     for segment in p.segments() {
         if !segment.sealed || segment.offloaded {
             continue;
@@ -195,34 +201,48 @@ async fn upload_and_commit(
         let committed = manifest
             .iter()
             .any(|m| m.base_offset == segment.base_offset && m.end_offset == segment.end_offset);
-        if !committed {
-            let started = Instant::now();
-            let reference = upload(tier, topic, p, &segment).await?;
-            if std::env::var_os(CRASH_AFTER_UPLOAD).is_some() {
-                warn!(
-                    key = reference.key,
-                    "{CRASH_AFTER_UPLOAD} is set: aborting before the manifest commit"
-                );
-                std::process::abort();
+        if committed {
+            ops.push(OffloadOp::Offloaded {
+                base_offset: segment.base_offset,
+            });
+            continue;
+        }
+        let started = Instant::now();
+        match upload(tier, topic, p, &segment).await {
+            Ok(reference) => uploaded.push((segment, reference, started)),
+            Err(e) => {
+                failure = Some(e);
+                break;
             }
-            let size = reference.size;
-            meta.commit_segment(key, reference).await?;
-            metrics::OFFLOADED_BYTES.inc_by(size);
+        }
+    }
+    if !uploaded.is_empty() {
+        if std::env::var_os(CRASH_AFTER_UPLOAD).is_some() {
+            warn!("{CRASH_AFTER_UPLOAD} is set: aborting before the manifest commit");
+            std::process::abort();
+        }
+        let references = uploaded.iter().map(|(_, r, _)| r.clone()).collect();
+        meta.commit_segments(key, references).await?;
+        for (segment, reference, started) in uploaded {
+            metrics::OFFLOADED_BYTES.inc_by(reference.size);
             metrics::OFFLOADED_SEGMENTS.inc();
             metrics::UPLOAD_SECONDS.observe(started.elapsed().as_secs_f64());
             info!(
                 partition = key,
                 base = segment.base_offset,
                 end = segment.end_offset,
-                bytes = size,
+                bytes = reference.size,
                 "segment offloaded"
             );
+            ops.push(OffloadOp::Offloaded {
+                base_offset: segment.base_offset,
+            });
         }
-        ops.push(OffloadOp::Offloaded {
-            base_offset: segment.base_offset,
-        });
     }
-    Ok(())
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// Builds the segment's object and puts it under a key of its own.
