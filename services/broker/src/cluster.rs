@@ -86,6 +86,10 @@ pub enum PartitionReply {
 pub trait ClusterView: Send + Sync + 'static {
     /// This node's id.
     fn node_id(&self) -> u64;
+    /// Whether this node is the whole cluster (every partition is local).
+    fn is_single_node(&self) -> bool {
+        false
+    }
     /// The live brokers, by node id; empty for a single node.
     fn brokers(&self) -> Vec<BrokerEndpoint>;
     /// The leader of a partition (by log partition key) and its leader
@@ -103,6 +107,10 @@ pub struct SingleNode;
 impl ClusterView for SingleNode {
     fn node_id(&self) -> u64 {
         1
+    }
+
+    fn is_single_node(&self) -> bool {
+        true
     }
 
     fn brokers(&self) -> Vec<BrokerEndpoint> {

@@ -84,8 +84,12 @@ pub struct RaftStatus {
     pub state: String,
     pub leader: Option<NodeId>,
     pub term: u64,
+    /// The highest log index this node knows to be committed (it applies
+    /// only committed entries, so: the highest it applied).
     pub commit_index: u64,
     pub applied_index: u64,
+    /// The highest index in this node's log (committed or not).
+    pub last_log_index: u64,
     pub voters: Vec<NodeId>,
     pub learners: Vec<NodeId>,
     /// Peer address of every member.
@@ -463,6 +467,7 @@ impl MetaNode {
                 .map_or(0, |l| l.index)
                 .max(*self.shared.applied_index.borrow()),
             applied_index: *self.shared.applied_index.borrow(),
+            last_log_index: m.last_log_index.unwrap_or(0),
             voters: membership.voter_ids().collect(),
             learners: membership.learner_ids().collect(),
             nodes: membership

@@ -80,7 +80,9 @@ impl Broker {
         acks: Acks,
     ) -> Result<Vec<(u32, u64)>> {
         let meta = self.topic(tenant, topic).await?;
-        if self.cluster.brokers().is_empty() || records.is_empty() {
+        // (Not "no live brokers": a cluster that lost its leases must still
+        // not write partitions another node leads.)
+        if self.cluster.is_single_node() || records.is_empty() {
             return self.produce_here(tenant, topic, records, acks).await;
         }
         // Place every record first, so a bad partition fails the whole request.

@@ -43,8 +43,11 @@ pub struct RaftInfo {
     pub state: String,
     pub leader: Option<u64>,
     pub term: u64,
+    /// The highest log index this node knows to be committed.
     pub commit_index: u64,
     pub applied_index: u64,
+    /// The highest index in this node's log, committed or not.
+    pub last_log_index: u64,
     pub voters: Vec<u64>,
     pub learners: Vec<u64>,
 }
@@ -121,6 +124,7 @@ pub async fn status(State(state): State<AppState>) -> HttpResult<Json<ClusterSta
             term: raft.term,
             commit_index: raft.commit_index,
             applied_index: raft.applied_index,
+            last_log_index: raft.last_log_index,
             voters: raft.voters,
             learners: raft.learners,
         },
