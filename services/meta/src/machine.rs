@@ -80,6 +80,30 @@ impl ClusterState {
                 self.move_leadership_from(*node_id);
                 Ok(ChangeOutcome::Existed(existed))
             }
+            Command::Assign { placement } => {
+                let known: std::collections::BTreeSet<String> = self
+                    .metadata
+                    .all_topics()
+                    .flat_map(|t| (0..t.partitions).map(|p| strata_broker::partition_key(t, p)))
+                    .collect();
+                for (key, replicas) in placement {
+                    if self.assignments.contains_key(key) || !known.contains(key) {
+                        continue;
+                    }
+                    if let Some(&leader) = replicas.first() {
+                        self.assignments.insert(
+                            key.clone(),
+                            Assignment {
+                                replicas: replicas.clone(),
+                                leader,
+                                leader_epoch: 1,
+                                isr: vec![leader],
+                            },
+                        );
+                    }
+                }
+                Ok(ChangeOutcome::Done)
+            }
             Command::Import { state } => {
                 if self.metadata.all_topics().next().is_some() {
                     return Err(ApiError::new(
@@ -268,6 +292,15 @@ mod tests {
             }),
             1 => (0u64..3, 0i64..100).prop_map(|(node_id, at_ms)| Command::Heartbeat { node_id, at_ms }),
             1 => (0u64..3).prop_map(|node_id| Command::RemoveBroker { node_id }),
+            1 => prop::collection::vec(
+                (
+                    (prop::sample::select(vec!["default", "acme"]), prop::sample::select(vec!["a", "b"]), 1u64..3, 0u32..3)
+                        .prop_map(|(t, n, id, p)| format!("{t}/{n}/{id}/{p}")),
+                    prop::collection::vec(1u64..4, 1..3),
+                ),
+                0..3,
+            )
+            .prop_map(|placement| Command::Assign { placement }),
         ]
     }
 

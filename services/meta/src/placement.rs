@@ -79,6 +79,26 @@ pub fn place(
     out
 }
 
+/// Placements for every partition of every topic that has none yet, keyed
+/// by log partition key; empty when none is missing or no broker is live.
+pub fn unplaced(state: &ClusterState, now_ms: i64) -> Vec<(String, Vec<NodeId>)> {
+    let missing: Vec<String> = state
+        .metadata
+        .all_topics()
+        .flat_map(|t| (0..t.partitions).map(move |p| strata_broker::partition_key(t, p)))
+        .filter(|key| !state.assignments.contains_key(key))
+        .collect();
+    if missing.is_empty() {
+        return Vec::new();
+    }
+    let placed = place(
+        state,
+        0..u32::try_from(missing.len()).unwrap_or(u32::MAX),
+        now_ms,
+    );
+    missing.into_iter().zip(placed.into_values()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -70,6 +70,13 @@ pub enum Command {
     Heartbeat { node_id: NodeId, at_ms: i64 },
     /// A node left the cluster.
     RemoveBroker { node_id: NodeId },
+    /// Places partitions that have no assignment yet (topics imported or
+    /// restored, or created while no broker was live): `(partition key,
+    /// replicas)`, leader first. Keys already assigned or not naming a
+    /// partition of an existing topic are ignored.
+    Assign {
+        placement: Vec<(String, Vec<NodeId>)>,
+    },
     /// Seeds an empty group with the state of a single-node metadata file
     /// (an upgrade); rejected once the group holds any topic.
     Import { state: Box<MetadataState> },

@@ -150,6 +150,7 @@ pub fn spawn_heartbeats(
     if settings.broker {
         roles.push("broker".to_string());
     }
+    let in_cluster = settings.peer_listen.is_some();
     let info = BrokerInfo {
         node_id: settings.node_id,
         peer_addr: settings.peer_advertise.clone().unwrap_or_default(),
@@ -181,8 +182,26 @@ pub fn spawn_heartbeats(
                 Ok(_) => registered = true,
                 Err(e) => warn!(error = %e.message, "cannot renew this broker's liveness"),
             }
+            if in_cluster && node.status().leader == Some(node.id()) {
+                place_unassigned(&node).await;
+            }
         }
     });
+}
+
+/// On the metadata leader: gives a leader to every partition that has none
+/// (topics imported or restored from the bucket, or created while no broker
+/// was live), so no partition is served by every node at once.
+async fn place_unassigned(node: &MetaNode) {
+    let placement = node.read(|s| strata_meta::placement::unplaced(s, now_ms()));
+    if placement.is_empty() {
+        return;
+    }
+    let count = placement.len();
+    match node.write(Command::Assign { placement }).await {
+        Ok(_) => info!(count, "placed partitions that had no leader"),
+        Err(e) => warn!(error = %e.message, "cannot place partitions that have no leader"),
+    }
 }
 
 pub fn now_ms() -> i64 {

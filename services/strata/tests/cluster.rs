@@ -366,6 +366,23 @@ async fn metadata_group_survives_failures_membership_changes_and_restore() {
     restore(&env, &fresh.path().join("node1"));
     let restored = Cluster::start(Path::new(BIN), fresh.path(), 3, &common_args(), env.clone());
     agreed_leader(&http, &addrs(&restored), None).await;
+    // The restored topics get leaders among the new brokers (none is served
+    // by every node at once).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = self::status(&http, &restored.node(1).api_addr)
+            .await
+            .unwrap();
+        let placed = s["partitions"].as_array().map_or(0, Vec::len);
+        if placed == final_topics.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "restored partitions never placed: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert_eq!(
         check_everywhere(&http, &restored, &snapshot(&acked)).await,
         final_topics
