@@ -517,6 +517,32 @@ async fn any_node_serves_every_partition_over_http_and_grpc() {
         .collect();
     assert_eq!(leaders, BTreeSet::from([1, 2, 3]), "{s}");
 
+    // The CLI shows the same: every broker alive, the metadata leader, and
+    // the leader of every partition.
+    topics(&http, &cluster.node(3).api_addr).await;
+    let out = common::run_bounded(
+        std::process::Command::new(BIN).args([
+            "cluster",
+            "status",
+            "--server",
+            &cluster.node(3).api_addr,
+        ]),
+        Duration::from_secs(30),
+    );
+    assert!(out.success(), "{}", out.stderr);
+    assert!(
+        out.stdout.contains("metadata leader: node"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(out.stdout.matches(" yes ").count(), 3, "{}", out.stdout);
+    assert_eq!(
+        out.stdout.matches("default/orders/").count(),
+        PARTITIONS as usize,
+        "{}",
+        out.stdout
+    );
+
     // Keyed records produced through every node, over HTTP.
     for (round, id) in [1u64, 2, 3].into_iter().enumerate() {
         let records: Vec<Value> = (0..30)
