@@ -35,7 +35,9 @@ pub struct ClusterNode {
     ready: Option<Receiver<(String, Option<String>)>>,
 }
 
-/// A cluster of `strata` processes, killed when dropped.
+/// A cluster of `strata` processes, killed when dropped. The nodes log to
+/// the test's stderr at `RUST_LOG=warn`, or at `STRATA_TEST_LOG` when set
+/// (e.g. `STRATA_TEST_LOG=info,openraft=error` to follow a failing test).
 pub struct Cluster {
     bin: PathBuf,
     root: PathBuf,
