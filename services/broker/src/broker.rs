@@ -309,16 +309,15 @@ impl Broker {
     ///
     /// Records of one partition are appended as one batch, all-or-nothing;
     /// across partitions (as in Kafka) some may be written when another fails.
-    #[tracing::instrument(skip_all, fields(tenant = %tenant, topic = %topic, partition))]
+    #[tracing::instrument(skip_all, fields(tenant = %meta.tenant, topic = %meta.name, partition))]
     pub(crate) async fn produce_here(
         &self,
-        tenant: &str,
-        topic: &str,
+        meta: &TopicMeta,
         records: Vec<ProduceRecord>,
         acks: Acks,
     ) -> Result<Vec<(u32, u64)>> {
         let started = Instant::now();
-        let meta = self.topic(tenant, topic).await?;
+        let tenant = meta.tenant.as_str();
         if records.is_empty() {
             return Ok(Vec::new());
         }
@@ -332,10 +331,10 @@ impl Broker {
         let mut spread = None;
         for (index, record) in records.iter().enumerate() {
             let partition = match (record.partition, &record.key) {
-                (Some(p), _) if p >= meta.partitions => return Err(partition_not_found(&meta, p)),
+                (Some(p), _) if p >= meta.partitions => return Err(partition_not_found(meta, p)),
                 (Some(p), _) => p,
                 (None, Some(key)) => partition_for_key(key, meta.partitions),
-                (None, None) => *spread.get_or_insert_with(|| self.spread_partition(&meta)),
+                (None, None) => *spread.get_or_insert_with(|| self.spread_partition(meta)),
             };
             by_partition.entry(partition).or_default().push(index);
         }
@@ -351,7 +350,7 @@ impl Broker {
             jobs.push((
                 partition,
                 indices,
-                self.local_partition(&meta, partition).await?,
+                self.local_partition(meta, partition).await?,
                 batch,
             ));
         }
@@ -377,19 +376,18 @@ impl Broker {
     /// Appends records to one partition atomically (one batch); with
     /// `expected_offset`, only if the partition ends there (else `offset_mismatch`
     /// with the actual end offset in the details).
-    #[tracing::instrument(skip_all, fields(tenant = %tenant, topic = %topic, partition = partition))]
+    #[tracing::instrument(skip_all, fields(tenant = %meta.tenant, topic = %meta.name, partition = partition))]
     pub(crate) async fn append_here(
         &self,
-        tenant: &str,
-        topic: &str,
+        meta: &TopicMeta,
         partition: u32,
         records: Vec<ProduceRecord>,
         expected_offset: Option<u64>,
         acks: Acks,
     ) -> Result<AppendResult> {
         let started = Instant::now();
-        let meta = self.topic(tenant, topic).await?;
-        let p = self.local_partition(&meta, partition).await?;
+        let tenant = meta.tenant.as_str();
+        let p = self.local_partition(meta, partition).await?;
         let max_message = u64::try_from(meta.config.max_message_bytes).unwrap_or(0);
         records::check_sizes(&records, max_message, self.config.max_request_bytes)?;
         self.check_disk_budget()?;
@@ -409,16 +407,15 @@ impl Broker {
         })
     }
 
-    #[tracing::instrument(skip_all, fields(tenant = %tenant, topic = %topic, partition = partition))]
+    #[tracing::instrument(skip_all, fields(tenant = %meta.tenant, topic = %meta.name, partition = partition))]
     pub(crate) async fn read_here(
         &self,
-        tenant: &str,
-        topic: &str,
+        meta: &TopicMeta,
         partition: u32,
         request: ReadRequest,
     ) -> Result<ReadResult> {
-        let meta = self.topic(tenant, topic).await?;
-        let p = self.local_partition(&meta, partition).await?;
+        let tenant = meta.tenant.as_str();
+        let p = self.local_partition(meta, partition).await?;
         let offsets = p.offsets();
         let (start, end) = (offsets.log_start, offsets.end);
         let offset = match request.start {
@@ -452,7 +449,7 @@ impl Broker {
         }
 
         let read = if p.offsets().end > offset {
-            self.read_batches(&meta, partition, &p, offset, max_bytes)
+            self.read_batches(meta, partition, &p, offset, max_bytes)
                 .await?
         } else {
             let now = p.offsets();

@@ -83,7 +83,7 @@ impl Broker {
         // (Not "no live brokers": a cluster that lost its leases must still
         // not write partitions another node leads.)
         if self.cluster.is_single_node() || records.is_empty() {
-            return self.produce_here(tenant, topic, records, acks).await;
+            return self.produce_here(&meta, records, acks).await;
         }
         // Place every record first, so a bad partition fails the whole request.
         let mut spread = None;
@@ -102,7 +102,7 @@ impl Broker {
                 .push(index);
         }
         if by_node.len() == 1 && by_node.contains_key(&None) {
-            return self.produce_here(tenant, topic, records, acks).await;
+            return self.produce_here(&meta, records, acks).await;
         }
         let pick = |indices: &[usize]| -> Vec<ProduceRecord> {
             indices
@@ -110,11 +110,12 @@ impl Broker {
                 .filter_map(|&i| records.get(i).cloned())
                 .collect()
         };
+        let meta = &meta;
         let jobs = by_node.iter().map(|(node, indices)| {
             let part = pick(indices);
             async move {
                 match node {
-                    None => self.produce_here(tenant, topic, part, acks).await,
+                    None => self.produce_here(meta, part, acks).await,
                     Some(node) => {
                         let op = PartitionOp::Produce {
                             tenant: tenant.to_string(),
@@ -157,7 +158,7 @@ impl Broker {
         let meta = self.topic(tenant, topic).await?;
         match self.remote_leader(&meta, partition) {
             None => {
-                self.append_here(tenant, topic, partition, records, expected_offset, acks)
+                self.append_here(&meta, partition, records, expected_offset, acks)
                     .await
             }
             Some(node) => {
@@ -187,7 +188,7 @@ impl Broker {
     ) -> Result<ReadResult> {
         let meta = self.topic(tenant, topic).await?;
         match self.remote_leader(&meta, partition) {
-            None => self.read_here(tenant, topic, partition, request).await,
+            None => self.read_here(&meta, partition, request).await,
             Some(node) => {
                 let op = PartitionOp::Read {
                     tenant: tenant.to_string(),
@@ -321,7 +322,7 @@ impl Broker {
                     }
                     check(&meta, partition)?;
                 }
-                let offsets = self.produce_here(&tenant, &topic, records, acks).await?;
+                let offsets = self.produce_here(&meta, records, acks).await?;
                 Ok(PartitionReply::Produced(offsets))
             }
             PartitionOp::Append {
@@ -332,9 +333,10 @@ impl Broker {
                 expected_offset,
                 acks,
             } => {
-                check(&self.topic(&tenant, &topic).await?, partition)?;
+                let meta = self.topic(&tenant, &topic).await?;
+                check(&meta, partition)?;
                 let result = self
-                    .append_here(&tenant, &topic, partition, records, expected_offset, acks)
+                    .append_here(&meta, partition, records, expected_offset, acks)
                     .await?;
                 Ok(PartitionReply::Appended(result))
             }
@@ -344,8 +346,9 @@ impl Broker {
                 partition,
                 request,
             } => {
-                check(&self.topic(&tenant, &topic).await?, partition)?;
-                let result = self.read_here(&tenant, &topic, partition, request).await?;
+                let meta = self.topic(&tenant, &topic).await?;
+                check(&meta, partition)?;
+                let result = self.read_here(&meta, partition, request).await?;
                 Ok(PartitionReply::Read(result))
             }
             PartitionOp::Describe {
