@@ -470,14 +470,12 @@ async fn read_all_grpc(
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn any_node_serves_every_partition_over_http_and_grpc() {
-    let Some(moto) = moto() else { return };
-    let root = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(Path::new(BIN), root.path(), 3, &common_args(), moto.env());
+/// A 3-node cluster with a leader and all three brokers registered, so
+/// placement sees them all.
+async fn three_brokers(moto: &MotoServer, root: &Path) -> (Cluster, reqwest::Client) {
+    let cluster = Cluster::start(Path::new(BIN), root, 3, &common_args(), moto.env());
     let http = reqwest::Client::new();
     agreed_leader(&http, &addrs(&cluster), None).await;
-    // Wait until every broker is registered, so placement sees all three.
     let deadline = Instant::now() + Duration::from_secs(30);
     while status(&http, &cluster.node(1).api_addr)
         .await
@@ -487,17 +485,27 @@ async fn any_node_serves_every_partition_over_http_and_grpc() {
         assert!(Instant::now() < deadline, "brokers never registered");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    const PARTITIONS: u32 = 6;
+    (cluster, http)
+}
+
+/// Creates topic `name` through the node at `addr`.
+async fn create_topic(http: &reqwest::Client, addr: &str, name: &str, partitions: u32) {
     let resp = http
-        .post(format!(
-            "http://{}/v1/tenants/default/topics",
-            cluster.node(1).api_addr
-        ))
-        .json(&json!({ "name": "orders", "partitions": PARTITIONS }))
+        .post(format!("http://{addr}/v1/tenants/default/topics"))
+        .json(&json!({ "name": name, "partitions": partitions }))
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status().as_u16(), 201);
+    assert_eq!(resp.status().as_u16(), 201, "{:?}", resp.text().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_node_serves_every_partition_over_http_and_grpc() {
+    let Some(moto) = moto() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let (cluster, http) = three_brokers(&moto, root.path()).await;
+    const PARTITIONS: u32 = 6;
+    create_topic(&http, &cluster.node(1).api_addr, "orders", PARTITIONS).await;
     // The partitions are spread over all three brokers.
     // `/v1/cluster` shows a node's own view (it answers without a quorum);
     // a topic listing first brings node 2 up to date with the leader.
@@ -652,29 +660,9 @@ fn kcat(args: &[&str]) -> Option<String> {
 async fn kafka_clients_find_partition_leaders_through_any_node() {
     let Some(moto) = moto() else { return };
     let root = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(Path::new(BIN), root.path(), 3, &common_args(), moto.env());
-    let http = reqwest::Client::new();
-    agreed_leader(&http, &addrs(&cluster), None).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while status(&http, &cluster.node(1).api_addr)
-        .await
-        .map_or(0, |s| s["brokers"].as_array().map_or(0, Vec::len))
-        < 3
-    {
-        assert!(Instant::now() < deadline, "brokers never registered");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (cluster, http) = three_brokers(&moto, root.path()).await;
     const PARTITIONS: u32 = 6;
-    let resp = http
-        .post(format!(
-            "http://{}/v1/tenants/default/topics",
-            cluster.node(1).api_addr
-        ))
-        .json(&json!({ "name": "kt", "partitions": PARTITIONS }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 201);
+    create_topic(&http, &cluster.node(1).api_addr, "kt", PARTITIONS).await;
     let kafka = |id: u64| cluster.node(id).kafka_addr.clone().expect("kafka listener");
     for id in [2, 3] {
         // Up to date with the leader before a client asks it.
