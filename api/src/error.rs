@@ -38,12 +38,22 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// The server cannot take writes right now (disk full, shutting down); retry later.
     Unavailable,
+    /// This node does not lead the partition (any more): ask again, or ask
+    /// the leader the error names. Retryable.
+    NotLeader,
+    /// Too few replicas are in sync to make a write as durable as asked
+    /// (`min_insync_replicas`, or no majority); nothing was written. Retryable.
+    NotEnoughReplicas,
+    /// The write is on the leader, but a majority of replicas did not confirm
+    /// it in time; it may still become visible. Retryable (idempotent
+    /// producers retry without duplicates).
+    ReplicationTimeout,
     /// A bug or an unexpected condition on the server.
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 20] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidName,
         ErrorCode::InvalidConfig,
@@ -60,6 +70,9 @@ impl ErrorCode {
         ErrorCode::OffsetOutOfRange,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::Unavailable,
+        ErrorCode::NotLeader,
+        ErrorCode::NotEnoughReplicas,
+        ErrorCode::ReplicationTimeout,
         ErrorCode::Internal,
     ];
 
@@ -82,6 +95,9 @@ impl ErrorCode {
             ErrorCode::OffsetOutOfRange => "offset_out_of_range",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::NotLeader => "not_leader",
+            ErrorCode::NotEnoughReplicas => "not_enough_replicas",
+            ErrorCode::ReplicationTimeout => "replication_timeout",
             ErrorCode::Internal => "internal",
         }
     }
@@ -103,7 +119,10 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::OffsetOutOfRange => 416,
             ErrorCode::Internal => 500,
-            ErrorCode::Unavailable => 503,
+            ErrorCode::Unavailable
+            | ErrorCode::NotLeader
+            | ErrorCode::NotEnoughReplicas
+            | ErrorCode::ReplicationTimeout => 503,
         }
     }
 
@@ -124,7 +143,10 @@ impl ErrorCode {
             ErrorCode::OffsetMismatch => Code::FailedPrecondition,
             ErrorCode::RecordTooLarge | ErrorCode::RequestTooLarge => Code::ResourceExhausted,
             ErrorCode::OffsetOutOfRange => Code::OutOfRange,
-            ErrorCode::Unavailable => Code::Unavailable,
+            ErrorCode::Unavailable
+            | ErrorCode::NotLeader
+            | ErrorCode::NotEnoughReplicas
+            | ErrorCode::ReplicationTimeout => Code::Unavailable,
             ErrorCode::Internal => Code::Internal,
         }
     }
@@ -147,12 +169,21 @@ impl ErrorCode {
             ErrorCode::RequestTooLarge => 18, // RECORD_LIST_TOO_LARGE
             ErrorCode::OffsetOutOfRange => 1, // OFFSET_OUT_OF_RANGE
             ErrorCode::Unavailable => 56,   // KAFKA_STORAGE_ERROR (retriable)
+            ErrorCode::NotLeader => 6,      // NOT_LEADER_OR_FOLLOWER
+            ErrorCode::NotEnoughReplicas => 19, // NOT_ENOUGH_REPLICAS
+            ErrorCode::ReplicationTimeout => 20, // NOT_ENOUGH_REPLICAS_AFTER_APPEND
             ErrorCode::Internal => -1,      // UNKNOWN_SERVER_ERROR
         }
     }
 
     pub fn is_retryable(self) -> bool {
-        matches!(self, ErrorCode::Unavailable)
+        matches!(
+            self,
+            ErrorCode::Unavailable
+                | ErrorCode::NotLeader
+                | ErrorCode::NotEnoughReplicas
+                | ErrorCode::ReplicationTimeout
+        )
     }
 
     pub fn from_name(name: &str) -> Option<ErrorCode> {

@@ -133,7 +133,7 @@ impl ClusterView for SingleNode {
 /// itself (a forwarded operation that raced a leader change): retryable.
 pub fn not_leader(partition_key: &str, leader: Option<u64>) -> ApiError {
     ApiError::new(
-        ErrorCode::Unavailable,
+        ErrorCode::NotLeader,
         format!("this node does not lead partition {partition_key}; retry"),
     )
     .with_details(serde_json::json!({ "not_leader": true, "leader_id": leader }))

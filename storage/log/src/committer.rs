@@ -357,6 +357,16 @@ impl Committer {
                     offset: state.meta.next_offset,
                 }
             }
+            (Some(p), ControlOp::BeginEpoch { epoch, .. }) => {
+                let state = p.state.read();
+                if state.meta.last_epoch().is_some_and(|e| e >= epoch) {
+                    return Ok(()); // begun already (or superseded)
+                }
+                ControlOp::BeginEpoch {
+                    epoch,
+                    offset: state.meta.next_offset,
+                }
+            }
             (Some(p), ControlOp::ReleaseLocal { offset }) => {
                 let state = p.state.read();
                 let offset = offset.min(state.releasable_up_to());

@@ -50,6 +50,9 @@ pub enum LogError {
     /// An operation that is not allowed in the partition's current state.
     #[error("{0}")]
     InvalidOperation(String),
+    /// A leader append to a partition this log holds as a follower replica.
+    #[error("partition {0:?} is a follower replica here: it takes no leader appends")]
+    NotLeader(String),
     /// The disk is full. Nothing of the failed commit was kept; retry once space is freed.
     #[error("disk full while writing the journal; retry once space is freed")]
     DiskFull,
@@ -70,7 +73,7 @@ pub enum LogError {
 impl LogError {
     /// True for errors a caller may retry as they are (after back-off).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, LogError::DiskFull)
+        matches!(self, LogError::DiskFull | LogError::NotLeader(_))
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

@@ -98,6 +98,13 @@ pub(crate) enum ControlOp {
     SetConfig {
         config: SegmentConfig,
     },
+    /// A new leader epoch starts at the partition's end, before any batch of
+    /// it: what a replica records once its log holds everything the epoch's
+    /// leader had when it was elected (see `Partition::begin_epoch`).
+    BeginEpoch {
+        epoch: i32,
+        offset: u64,
+    },
 }
 
 /// What remains of the segment a truncation cuts: its batch bytes and largest timestamp.

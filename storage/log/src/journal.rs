@@ -23,8 +23,16 @@ pub(crate) struct PartitionShared {
     pub key: String,
     pub state: RwLock<PartitionState>,
     pub deleted: AtomicBool,
-    /// The partition's visible end offset, for readers that wait for new data.
+    /// The partition's end offset as published (durable, or written under
+    /// write durability), for readers that wait for new data.
     pub end: watch::Sender<u64>,
+    /// What readers may see: `end`, unless the partition is replicated, when
+    /// the leader moves it as a majority of replicas confirm (and a follower
+    /// as its leader tells it).
+    pub high_watermark: watch::Sender<u64>,
+    pub replicated: AtomicBool,
+    /// A follower replica takes only replicated appends, never leader ones.
+    pub follower: AtomicBool,
     /// Runs that reads fetched from disk (not from the tail cache).
     #[cfg(test)]
     pub disk_run_reads: AtomicU64,
@@ -33,15 +41,40 @@ pub(crate) struct PartitionShared {
 impl PartitionShared {
     pub fn new(state: PartitionState) -> Arc<Self> {
         let (end, _) = watch::channel(state.meta.next_offset);
+        let (high_watermark, _) = watch::channel(state.meta.next_offset);
         Arc::new(PartitionShared {
             id: state.meta.id,
             key: state.meta.key.clone(),
             state: RwLock::new(state),
             deleted: AtomicBool::new(false),
             end,
+            high_watermark,
+            replicated: AtomicBool::new(false),
+            follower: AtomicBool::new(false),
             #[cfg(test)]
             disk_run_reads: AtomicU64::new(0),
         })
+    }
+
+    /// Publishes a new end offset; the high watermark follows it unless the
+    /// partition is replicated (then it only drops, after a truncation).
+    pub fn publish_end(&self, end: u64) {
+        self.end.send_replace(end);
+        if self.replicated.load(Ordering::Acquire) {
+            self.high_watermark.send_if_modified(|hw| {
+                let over = *hw > end;
+                if over {
+                    *hw = end;
+                }
+                over
+            });
+        } else {
+            self.high_watermark.send_if_modified(|hw| {
+                let changed = *hw != end;
+                *hw = end;
+                changed
+            });
+        }
     }
 
     pub fn check_live(&self) -> Result<()> {

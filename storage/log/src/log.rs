@@ -55,6 +55,9 @@ pub struct PartitionOffsets {
     pub local_start: u64,
     /// One past the last offset.
     pub end: u64,
+    /// One past the last offset readers may see: `end`, unless the
+    /// partition is replicated (then what a majority of replicas hold).
+    pub high_watermark: u64,
 }
 
 /// Options of a leader append.
@@ -308,7 +311,72 @@ impl Partition {
             log_start: state.meta.log_start,
             local_start: state.meta.local_start,
             end: state.meta.next_offset,
+            high_watermark: (*self.inner.high_watermark.borrow()).min(state.meta.next_offset),
         }
+    }
+
+    /// One past the last offset readers may see (see [`PartitionOffsets::high_watermark`]).
+    pub fn high_watermark(&self) -> u64 {
+        *self.inner.high_watermark.borrow()
+    }
+
+    /// Follows the high watermark: wakes readers when more becomes visible.
+    pub fn watch_high_watermark(&self) -> watch::Receiver<u64> {
+        self.inner.high_watermark.subscribe()
+    }
+
+    /// Makes the high watermark independent of the end offset (the partition
+    /// has other replicas) or ties it to the end again (it has none).
+    pub fn set_replicated(&self, replicated: bool) {
+        self.inner.replicated.store(replicated, Ordering::Release);
+        if !replicated {
+            let end = self.offsets().end;
+            self.inner.publish_end(end);
+        }
+    }
+
+    pub fn is_replicated(&self) -> bool {
+        self.inner.replicated.load(Ordering::Acquire)
+    }
+
+    /// Moves the high watermark of a replicated partition up to `offset`
+    /// (never back, never past the end offset). Returns the new value.
+    pub fn advance_high_watermark(&self, offset: u64) -> u64 {
+        let end = self.offsets().end;
+        let target = offset.min(end);
+        self.inner.high_watermark.send_if_modified(|hw| {
+            let up = target > *hw;
+            if up {
+                *hw = target;
+            }
+            up
+        });
+        self.high_watermark()
+    }
+
+    /// Holds this partition as a follower replica (leader appends fail with
+    /// [`LogError::NotLeader`]) or as its leader again.
+    pub fn set_follower(&self, follower: bool) {
+        self.inner.follower.store(follower, Ordering::Release);
+    }
+
+    pub fn is_follower(&self) -> bool {
+        self.inner.follower.load(Ordering::Acquire)
+    }
+
+    /// The newest leader epoch the partition has seen (batches, or an epoch begun empty).
+    pub fn last_epoch(&self) -> Option<i32> {
+        self.inner.state.read().meta.last_epoch()
+    }
+
+    /// Records, durably, that leader epoch `epoch` starts at the current
+    /// end offset, before any batch of it. A no-op if the partition already
+    /// has this epoch or a newer one. Replication compares replicas by
+    /// (last epoch, end offset); beginning the epoch empty is what Raft's
+    /// no-op entry at the start of a term does, without taking an offset.
+    pub async fn begin_epoch(&self, epoch: i32) -> Result<()> {
+        self.control(ControlOp::BeginEpoch { epoch, offset: 0 })
+            .await
     }
 
     pub fn segment_config(&self) -> SegmentConfig {
@@ -374,6 +442,9 @@ impl Partition {
         durability: Option<Durability>,
     ) -> Result<oneshot::Receiver<Result<Appended>>> {
         self.inner.check_live()?;
+        if matches!(mode, AppendMode::Leader { .. }) && self.is_follower() {
+            return Err(LogError::NotLeader(self.inner.key.clone()));
+        }
         let headers = self.verify(&batches, matches!(mode, AppendMode::Replica))?;
         let durable = durability.unwrap_or(self.shared.config.durability) == Durability::Fsync;
         let (reply, rx) = oneshot::channel();
@@ -511,11 +582,31 @@ impl Partition {
         )
     }
 
+    /// As [`Partition::read`], never returning batches at or past `max_offset`
+    /// (a high watermark).
+    pub async fn read_up_to(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+        max_offset: u64,
+    ) -> Result<ReadBatches> {
+        self.read_bounded(offset, max_bytes, Some(max_offset)).await
+    }
+
     /// As [`Partition::read_blocking`]. A read the tail cache holds entirely
     /// (the recent tail, see [`LogConfig::tail_cache_bytes`]) is served right
     /// here; any other goes to a blocking thread for its disk reads.
     pub async fn read(&self, offset: u64, max_bytes: usize) -> Result<ReadBatches> {
-        let plan = read::plan_read(&self.shared.files, &self.inner, offset, max_bytes, None)?;
+        self.read_bounded(offset, max_bytes, None).await
+    }
+
+    async fn read_bounded(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+        max_offset: Option<u64>,
+    ) -> Result<ReadBatches> {
+        let plan = read::plan_read(&self.shared.files, &self.inner, offset, max_bytes, max_offset)?;
         if plan.in_memory() {
             return read::execute_read(&self.shared.files, &self.inner, plan);
         }

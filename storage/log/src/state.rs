@@ -283,6 +283,14 @@ impl PartitionState {
             }
             ControlOp::ReleaseLocal { offset } => self.drop_local_below(offset),
             ControlOp::SetConfig { config } => self.meta.config = config,
+            ControlOp::BeginEpoch { epoch, offset } => {
+                if self.meta.last_epoch().is_none_or(|e| epoch > e) {
+                    self.meta.epochs.push(EpochStart {
+                        epoch,
+                        start_offset: offset,
+                    });
+                }
+            }
         }
         Ok(())
     }
@@ -329,6 +337,21 @@ impl PartitionState {
                     .any(|s| s.base_offset == base_offset && s.sealed) =>
             {
                 return Err(format!("no sealed segment starts at offset {base_offset}"));
+            }
+            ControlOp::BeginEpoch { epoch, offset } => {
+                if offset != m.next_offset {
+                    return Err(format!(
+                        "epoch {epoch} must begin at the end offset {}, not {offset}",
+                        m.next_offset
+                    ));
+                }
+                if let Some(last) = m.last_epoch()
+                    && epoch < last
+                {
+                    return Err(format!(
+                        "epoch {epoch} is older than the partition's epoch {last}"
+                    ));
+                }
             }
             ControlOp::ReleaseLocal { offset } => {
                 let releasable = self.releasable_up_to();

@@ -256,7 +256,7 @@ pub(crate) fn publish(cache: &TailCache, events: PartitionEvents) {
                 error!(partition = %partition.key, error = %e, "committed change did not apply");
             }
         }
-        partition.end.send_replace(state.meta.next_offset);
+        partition.publish_end(state.meta.next_offset);
     }
     cache.account(cached);
 }

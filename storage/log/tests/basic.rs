@@ -239,3 +239,62 @@ async fn offload_bookkeeping_in_one_batch_survives_reopen() {
         "q's second segment was never marked"
     );
 }
+
+/// The hooks replication builds on: an epoch begun with no batch yet
+/// survives a reopen and is what the next leader batch carries; a follower
+/// takes no leader appends; a replicated partition's high watermark moves
+/// only when told, never past the end, and drops with a truncation.
+#[tokio::test]
+async fn epochs_begin_empty_and_replicas_keep_a_high_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = Log::open(dir.path(), LogConfig::default()).unwrap();
+        let p = log.create_partition("default/r/0", None).await.unwrap();
+        p.append(batch(&["a", "b"], 1).as_ref(), AppendOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(p.last_epoch(), Some(0));
+        assert_eq!(p.high_watermark(), 2, "unreplicated: the end");
+
+        p.begin_epoch(3).await.unwrap();
+        assert_eq!(p.last_epoch(), Some(3));
+        assert_eq!(p.end_offset_for_epoch(0), Some((0, 2)));
+        assert_eq!(p.end_offset_for_epoch(3), Some((3, 2)));
+        // Beginning an older or the same epoch again changes nothing.
+        p.begin_epoch(2).await.unwrap();
+        p.begin_epoch(3).await.unwrap();
+        assert_eq!(p.last_epoch(), Some(3));
+
+        p.set_replicated(true);
+        let c = p
+            .append(batch(&["c"], 2).as_ref(), AppendOptions::default())
+            .await
+            .unwrap();
+        assert_eq!((c.base_offset, c.next_offset), (2, 3));
+        assert_eq!(p.epoch_at(2), Some(3));
+        assert_eq!(p.high_watermark(), 2, "replicated: not moved by appends");
+        assert_eq!(p.offsets().high_watermark, 2);
+        assert_eq!(p.advance_high_watermark(9), 3, "capped at the end");
+        assert_eq!(p.advance_high_watermark(1), 3, "never back");
+        let read = p.read_up_to(0, 1 << 20, 2).await.unwrap();
+        assert_eq!(values(&read).len(), 2, "nothing at or past the bound");
+
+        p.set_follower(true);
+        let refused = p
+            .append(batch(&["d"], 3).as_ref(), AppendOptions::default())
+            .await;
+        assert!(matches!(refused, Err(LogError::NotLeader(_))), "{refused:?}");
+        p.truncate(2).await.unwrap();
+        assert_eq!(p.high_watermark(), 2, "a truncation lowers it");
+        // A cut at 2 drops the epochs that start at or after it (3 did); a
+        // follower begins its leader's epoch again once it has caught up.
+        assert_eq!(p.last_epoch(), Some(0));
+        p.begin_epoch(4).await.unwrap();
+        log.close();
+    }
+    let log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    let p = log.partition("default/r/0").unwrap();
+    assert_eq!(p.last_epoch(), Some(4), "an empty epoch survives a reopen");
+    assert_eq!(p.offsets().end, 2);
+    assert!(!p.is_follower(), "roles are not persisted: the broker sets them");
+}
