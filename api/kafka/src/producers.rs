@@ -72,6 +72,17 @@ pub(crate) struct PartitionProducers {
     producers: HashMap<i64, ProducerEntry>,
     /// Whether the state was rebuilt from the log since this process started.
     pub loaded: bool,
+    /// The partition's leader epoch when it was: a node that led, then
+    /// followed (taking batches this state never saw), then leads again
+    /// must rebuild it.
+    pub loaded_epoch: Option<i32>,
+}
+
+impl PartitionProducers {
+    /// Whether the state is current for `partition` as it is now.
+    pub fn is_current(&self, partition: &strata_log::Partition) -> bool {
+        self.loaded && self.loaded_epoch == partition.last_epoch()
+    }
 }
 
 fn in_sequence(last: i32, next: i32) -> bool {
@@ -115,6 +126,7 @@ impl PartitionProducers {
         &mut self,
         partition: &strata_log::Partition,
     ) -> Result<(), strata_log::LogError> {
+        self.producers.clear();
         let offsets = partition.offsets();
         let mut next = offsets
             .end
@@ -149,6 +161,7 @@ impl PartitionProducers {
             }
         }
         self.loaded = true;
+        self.loaded_epoch = partition.last_epoch();
         Ok(())
     }
 

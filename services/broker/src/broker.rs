@@ -45,8 +45,8 @@ type BackgroundTasks = (watch::Sender<bool>, Vec<JoinHandle<()>>);
 
 /// A broker over one local write-ahead log and one metadata store.
 pub struct Broker {
-    config: BrokerConfig,
-    log: Arc<Log>,
+    pub(crate) config: BrokerConfig,
+    pub(crate) log: Arc<Log>,
     meta: Arc<dyn MetadataStore>,
     /// Serializes topic creation, alteration and deletion: each spans the
     /// metadata and the log, and must not interleave with another on the same topic.
@@ -61,9 +61,13 @@ pub struct Broker {
     /// Stops the retention and tiering tasks.
     retention: Mutex<Option<BackgroundTasks>>,
     /// Who leads which partition; how to reach the other nodes.
-    cluster: Arc<dyn ClusterView>,
+    pub(crate) cluster: Arc<dyn ClusterView>,
     /// Idempotent-producer ids reserved in the metadata store: `next..end`.
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
+    /// Which partitions this node leads or follows, and the fetchers.
+    pub(crate) replication: crate::replication::Replication,
+    /// Turns true when the broker shuts down (fetchers stop).
+    stopping: watch::Receiver<bool>,
 }
 
 /// Wall-clock milliseconds since the Unix epoch.
@@ -185,7 +189,8 @@ impl Broker {
             stopped,
         ));
         info!(data_dir = %data_dir.display(), "broker opened");
-        Ok(Arc::new(Broker {
+        let single = cluster.is_single_node();
+        let broker = Arc::new(Broker {
             config,
             log,
             meta,
@@ -193,10 +198,26 @@ impl Broker {
             last_topic_id: Mutex::new(last_topic_id),
             spread: Mutex::new(HashMap::new()),
             tier,
-            retention: Mutex::new(Some((stop, tasks))),
+            retention: Mutex::new(Some((stop.clone(), tasks))),
             cluster,
             producer_ids: tokio::sync::Mutex::new((0, 0)),
-        }))
+            replication: crate::replication::Replication::default(),
+            stopping: stop.subscribe(),
+        });
+        if !single {
+            // Take the roles the metadata gives before serving anything.
+            broker.reconcile_replicas().await;
+            let task = broker.spawn_replication(stop.subscribe());
+            if let Some((_, tasks)) = broker.retention.lock().as_mut() {
+                tasks.push(task);
+            }
+        }
+        Ok(broker)
+    }
+
+    /// Whether the broker is shutting down.
+    pub(crate) fn is_stopping(&self) -> bool {
+        *self.stopping.borrow()
     }
 
     pub fn config(&self) -> &BrokerConfig {
@@ -345,14 +366,15 @@ impl Broker {
         }
         let now = now_ms();
         let mut jobs = Vec::with_capacity(by_partition.len());
+        let mut logs = Vec::with_capacity(by_partition.len());
         for (partition, indices) in by_partition {
             let batch = records::build_batch(indices.iter().filter_map(|&i| records.get(i)), now)?;
-            jobs.push((
-                partition,
-                indices,
-                self.local_partition(meta, partition).await?,
-                batch,
-            ));
+            let p = self.local_partition(meta, partition).await?;
+            if acks == Acks::Fsync {
+                self.check_in_sync(&p)?;
+            }
+            logs.push((partition, p.clone()));
+            jobs.push((partition, indices, p, batch));
         }
 
         let options = AppendOptions {
@@ -362,6 +384,11 @@ impl Broker {
         let mut out = vec![(0u32, 0u64); records.len()];
         for (partition, indices, result) in append_all(jobs, options).await? {
             let appended = result.map_err(from_log)?;
+            if acks == Acks::Fsync
+                && let Some((_, p)) = logs.iter().find(|(n, _)| *n == partition)
+            {
+                self.await_replicated(p, appended.next_offset).await?;
+            }
             for (position, index) in (0u64..).zip(indices) {
                 if let Some(slot) = out.get_mut(index) {
                     *slot = (partition, appended.base_offset + position);
@@ -391,6 +418,9 @@ impl Broker {
         let max_message = u64::try_from(meta.config.max_message_bytes).unwrap_or(0);
         records::check_sizes(&records, max_message, self.config.max_request_bytes)?;
         self.check_disk_budget()?;
+        if acks == Acks::Fsync {
+            self.check_in_sync(&p)?;
+        }
         let batch = records::build_batch(&records, now_ms())?;
         let options = AppendOptions {
             expected_offset,
@@ -398,6 +428,9 @@ impl Broker {
             ..AppendOptions::default()
         };
         let appended = p.append(&batch[..], options).await.map_err(from_log)?;
+        if acks == Acks::Fsync {
+            self.await_replicated(&p, appended.next_offset).await?;
+        }
         let bytes = records.iter().map(records::record_size).sum();
         metrics::produced(tenant, records.len(), bytes, started);
         Ok(AppendResult {
@@ -416,7 +449,10 @@ impl Broker {
     ) -> Result<ReadResult> {
         let tenant = meta.tenant.as_str();
         let p = self.local_partition(meta, partition).await?;
+        self.check_readable(&p)?;
         let offsets = p.offsets();
+        // Offsets up to the log end are valid to ask for; only those below
+        // the high watermark (what a majority of replicas hold) are served.
         let (start, end) = (offsets.log_start, offsets.end);
         let offset = match request.start {
             ReadStart::Offset(o) if o < start || o > end => {
@@ -424,11 +460,11 @@ impl Broker {
             }
             ReadStart::Offset(o) => o,
             ReadStart::Timestamp(ts) => match p.offset_for_timestamp(ts).await.map_err(from_log)? {
-                Some(o) => o.max(start),
+                Some(o) => o.max(start).min(offsets.high_watermark),
                 // Nothing that recent yet: read from the end (and wait there).
-                None => p.offsets().end,
+                None => p.high_watermark(),
             },
-            ReadStart::Tail(n) => end.saturating_sub(n).max(start),
+            ReadStart::Tail(n) => offsets.high_watermark.saturating_sub(n).max(start),
         };
         let max_records = request
             .max_records
@@ -440,15 +476,15 @@ impl Broker {
             .max(1);
         let max_bytes = usize::try_from(max_bytes).unwrap_or(usize::MAX);
 
-        if p.offsets().end <= offset && !request.wait.is_zero() {
-            // Long poll: `wait_for` checks the current end first, so an append
-            // between the check above and the subscription is not missed.
-            let mut end_rx = p.watch_end();
+        if p.high_watermark() <= offset && !request.wait.is_zero() {
+            // Long poll: `wait_for` checks the current value first, so an
+            // append between the check above and the subscription is not missed.
+            let mut visible = p.watch_high_watermark();
             let wait = request.wait.min(self.config.max_wait);
-            let _ = tokio::time::timeout(wait, end_rx.wait_for(|&end| end > offset)).await;
+            let _ = tokio::time::timeout(wait, visible.wait_for(|&hw| hw > offset)).await;
         }
 
-        let read = if p.offsets().end > offset {
+        let read = if p.high_watermark() > offset {
             self.read_batches(meta, partition, &p, offset, max_bytes)
                 .await?
         } else {
@@ -456,7 +492,7 @@ impl Broker {
             ReadBatches {
                 chunks: Vec::new(),
                 next_offset: offset,
-                end_offset: now.end,
+                end_offset: now.high_watermark,
                 log_start: now.log_start,
             }
         };
@@ -486,8 +522,10 @@ impl Broker {
         partition: u32,
     ) -> Result<(u64, u64)> {
         let meta = self.topic(tenant, topic).await?;
-        let offsets = self.local_partition(&meta, partition).await?.offsets();
-        Ok((offsets.log_start, offsets.end))
+        let p = self.local_partition(&meta, partition).await?;
+        self.check_readable(&p)?;
+        let offsets = p.offsets();
+        Ok((offsets.log_start, offsets.high_watermark))
     }
 
     /// Sets the per-partition offset gauges (`strata_partition_start_offset`,
@@ -506,7 +544,7 @@ impl Broker {
                             .set(o.log_start as i64);
                         crate::metrics::PARTITION_END
                             .with_label_values(&labels)
-                            .set(o.end as i64);
+                            .set(o.high_watermark as i64);
                     }
                 }
             }
@@ -522,7 +560,10 @@ impl Broker {
         partition: u32,
     ) -> Result<tokio::sync::watch::Receiver<u64>> {
         let meta = self.topic(tenant, topic).await?;
-        Ok(self.local_partition(&meta, partition).await?.watch_end())
+        Ok(self
+            .local_partition(&meta, partition)
+            .await?
+            .watch_high_watermark())
     }
 
     /// Stops retention and closes the log after flushing it.

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use strata_api::{ApiError, ErrorCode};
 
+use crate::replication::{ReplicaAssignment, ReplicaChannel};
 use crate::broker::{
     Acks, AppendResult, PartitionDescription, ProduceRecord, ReadRequest, ReadResult,
 };
@@ -98,6 +99,21 @@ pub trait ClusterView: Send + Sync + 'static {
     fn leader(&self, partition_key: &str) -> Option<(u64, u64)>;
     /// Runs `op` on node `node_id`'s broker.
     async fn forward(&self, node_id: u64, op: PartitionOp) -> Result<PartitionReply, ApiError>;
+    /// Every partition assignment (replicas, leader, epoch); empty for a single node.
+    fn assignments(&self) -> Vec<ReplicaAssignment> {
+        Vec::new()
+    }
+    /// Records the in-sync replicas of a partition this node leads at `epoch`.
+    async fn report_isr(&self, _partition_key: &str, _epoch: u64, _isr: Vec<u64>) -> Result<(), ApiError> {
+        Ok(())
+    }
+    /// Opens the replication stream to node `leader`.
+    async fn open_replication(&self, leader: u64) -> Result<Box<dyn ReplicaChannel>, ApiError> {
+        Err(ApiError::new(
+            ErrorCode::Unavailable,
+            format!("this node cannot replicate from node {leader}"),
+        ))
+    }
 }
 
 /// One node serving every partition.

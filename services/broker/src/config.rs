@@ -30,6 +30,9 @@ pub struct BrokerConfig {
     pub max_wait: Duration,
     /// Tiered storage: where sealed segments go.
     pub tier: TierConfig,
+    /// How long a write acknowledged after a majority of replicas (acks=all)
+    /// waits for them before it fails with a retryable `replication_timeout`.
+    pub replication_timeout: Duration,
 }
 
 /// Settings of tiered storage.
@@ -91,6 +94,7 @@ impl BrokerConfig {
             default_max_read_records: 1000,
             max_wait: Duration::from_secs(30),
             tier: TierConfig::default(),
+            replication_timeout: Duration::from_secs(5),
         }
     }
 }

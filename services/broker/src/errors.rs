@@ -26,6 +26,7 @@ pub fn from_log(e: LogError) -> ApiError {
             )
         }
         LogError::UnknownPartition(_) => ApiError::new(ErrorCode::PartitionNotFound, e.to_string()),
+        LogError::NotLeader(_) => ApiError::new(ErrorCode::NotLeader, e.to_string()),
         _ => {
             tracing::warn!(error = %e, "unexpected write-ahead log error");
             ApiError::new(ErrorCode::Internal, e.to_string())

@@ -21,6 +21,7 @@ mod metrics;
 mod names;
 mod partitioner;
 mod records;
+pub mod replication;
 mod retention;
 mod tiering;
 

@@ -16,11 +16,13 @@
 //! A single node is a one-voter group in the same process, with no peer
 //! listener.
 
+pub mod election;
 pub mod log_store;
 pub mod machine;
 pub mod network;
 pub mod node;
 pub mod placement;
+pub mod replication;
 pub mod service;
 pub mod snapshots;
 pub mod state_machine;

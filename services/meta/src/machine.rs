@@ -104,6 +104,69 @@ impl ClusterState {
                 }
                 Ok(ChangeOutcome::Done)
             }
+            Command::ElectLeader {
+                partition,
+                from_epoch,
+                leader,
+            } => {
+                let assignment = self.assignments.get_mut(partition).ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::PartitionNotFound,
+                        format!("partition {partition} has no assignment"),
+                    )
+                })?;
+                if assignment.leader_epoch != *from_epoch {
+                    return Err(ApiError::new(
+                        ErrorCode::BadRequest,
+                        format!(
+                            "partition {partition} is at leader epoch {}, not {from_epoch}: \
+                             another election won",
+                            assignment.leader_epoch
+                        ),
+                    ));
+                }
+                if !assignment.replicas.contains(leader) {
+                    return Err(ApiError::new(
+                        ErrorCode::BadRequest,
+                        format!("node {leader} is not a replica of partition {partition}"),
+                    ));
+                }
+                assignment.leader = *leader;
+                assignment.leader_epoch += 1;
+                assignment.replicas.retain(|r| r != leader);
+                assignment.replicas.insert(0, *leader);
+                assignment.isr.retain(|r| r != leader);
+                assignment.isr.insert(0, *leader);
+                // Replicas of brokers that left the cluster are replaced.
+                let brokers: Vec<NodeId> = self.brokers.keys().copied().collect();
+                let counts = self.replica_counts_of();
+                if let Some(assignment) = self.assignments.get_mut(partition) {
+                    let gone: Vec<NodeId> = assignment
+                        .replicas
+                        .iter()
+                        .copied()
+                        .filter(|r| !brokers.contains(r))
+                        .collect();
+                    for node in gone {
+                        replace_replica(assignment, node, &brokers, &counts);
+                    }
+                }
+                Ok(ChangeOutcome::Done)
+            }
+            Command::UpdateIsr {
+                partition,
+                leader_epoch,
+                isr,
+            } => {
+                if let Some(a) = self.assignments.get_mut(partition)
+                    && a.leader_epoch == *leader_epoch
+                    && isr.first() == Some(&a.leader)
+                    && isr.iter().all(|r| a.replicas.contains(r))
+                {
+                    a.isr = isr.clone();
+                }
+                Ok(ChangeOutcome::Done)
+            }
             Command::Import { state } => {
                 if self.metadata.all_topics().next().is_some() {
                     return Err(ApiError::new(
@@ -150,40 +213,84 @@ impl ClusterState {
         }
     }
 
-    /// Gives the partitions `node` led to other brokers (a new epoch each):
-    /// a replica that is a known broker first, else the broker leading the
-    /// fewest partitions.
+    /// Takes `node` (gone from the cluster) out of every partition. A
+    /// follower replica is replaced by the known broker holding the fewest
+    /// partitions that is not a replica yet (it copies the tail from the
+    /// leader; the history is in the bucket). A partition it led keeps it
+    /// as leader until an election picks the replica holding the most (see
+    /// `strata_broker::replication`); one with no other replica moves to the
+    /// least-loaded broker at once, continuing from the bucket.
     fn move_leadership_from(&mut self, node: NodeId) {
         let mut load = crate::placement::leader_counts(self);
         load.remove(&node);
         let brokers: Vec<NodeId> = self.brokers.keys().copied().collect();
-        for assignment in self.assignments.values_mut() {
-            if assignment.leader != node {
-                assignment.replicas.retain(|r| *r != node);
+        let mut keys: Vec<String> = self.assignments.keys().cloned().collect();
+        keys.sort();
+        for key in keys {
+            let counts = self.replica_counts_of();
+            let Some(assignment) = self.assignments.get_mut(&key) else {
+                continue;
+            };
+            if !assignment.replicas.contains(&node) && assignment.leader != node {
                 continue;
             }
-            let from_replicas = assignment
-                .replicas
+            if assignment.leader != node {
+                replace_replica(assignment, node, &brokers, &counts);
+                continue;
+            }
+            if assignment.replicas.iter().any(|r| *r != node) {
+                continue;
+            }
+            let next = brokers
                 .iter()
                 .copied()
-                .find(|r| *r != node && brokers.contains(r));
-            let next = from_replicas.or_else(|| {
-                brokers
-                    .iter()
-                    .copied()
-                    .min_by_key(|b| (load.get(b).copied().unwrap_or(0), *b))
-            });
+                .min_by_key(|b| (load.get(b).copied().unwrap_or(0), *b));
             // No broker left: the partition keeps its (absent) leader.
             let Some(next) = next else { continue };
-            assignment.replicas.retain(|r| *r != node);
             *load.entry(next).or_default() += 1;
             assignment.leader = next;
             assignment.leader_epoch += 1;
-            assignment.replicas.retain(|r| *r != next);
-            assignment.replicas.insert(0, next);
+            assignment.replicas = vec![next];
             assignment.isr = vec![next];
         }
     }
+
+    /// How many partitions each node holds a replica of.
+    fn replica_counts_of(&self) -> BTreeMap<NodeId, usize> {
+        let mut counts = BTreeMap::new();
+        for a in self.assignments.values() {
+            for r in &a.replicas {
+                *counts.entry(*r).or_default() += 1;
+            }
+        }
+        counts
+    }
+}
+
+/// Swaps replica `gone` of `assignment` for the known broker holding the
+/// fewest replicas that is not one already; drops it if there is none.
+fn replace_replica(
+    assignment: &mut Assignment,
+    gone: NodeId,
+    brokers: &[NodeId],
+    counts: &BTreeMap<NodeId, usize>,
+) {
+    let substitute = brokers
+        .iter()
+        .copied()
+        .filter(|b| *b != gone && !assignment.replicas.contains(b))
+        .min_by_key(|b| (counts.get(b).copied().unwrap_or(0), *b));
+    match (
+        assignment.replicas.iter().position(|r| *r == gone),
+        substitute,
+    ) {
+        (Some(i), Some(b)) => assignment.replicas[i] = b,
+        (Some(i), None) => {
+            assignment.replicas.remove(i);
+        }
+        (None, _) => {}
+    }
+    assignment.isr.retain(|r| *r != gone);
 }
 
 #[cfg(test)]

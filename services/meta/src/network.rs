@@ -59,6 +59,25 @@ impl Peer {
         &self.addr
     }
 
+    pub(crate) fn client(&self) -> PeerClient<Channel> {
+        self.client.clone()
+    }
+
+    /// Asks a replica for its position at an election for `epoch` of
+    /// `partition` (it promises to take nothing from older leaders first).
+    pub async fn replica_position(
+        &self,
+        partition: &str,
+        epoch: u64,
+        timeout: Duration,
+    ) -> Result<strata_broker::replication::PositionReply, ApiError> {
+        self.call(&(partition, epoch), timeout, |mut c, e| async move {
+            c.replica_position(e).await
+        })
+        .await
+        .map_err(|e| self.api_error(e))
+    }
+
     /// Sends `req` with `rpc` and decodes the peer's `Result<T, E>`.
     async fn call<Req, T, E, F, Fut>(
         &self,

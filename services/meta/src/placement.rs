@@ -8,8 +8,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::machine::ClusterState;
 use crate::types::{BrokerInfo, NodeId};
 
-/// A broker whose last heartbeat is older than this is not given new partitions.
-pub const LIVENESS_LEASE_MS: i64 = 6_000;
+/// A broker whose last heartbeat is older than this is down: it is given no
+/// new partitions, and the replicated partitions it leads get new leaders.
+/// Brokers renew it every [`HEARTBEAT_INTERVAL_MS`]; a dead leader is
+/// replaced within about a lease plus an election round.
+pub const LIVENESS_LEASE_MS: i64 = 1_500;
+
+/// How often a broker renews its lease.
+pub const HEARTBEAT_INTERVAL_MS: u64 = 300;
 
 /// Most replicas a partition is given.
 pub const MAX_REPLICAS: usize = 3;

@@ -43,6 +43,39 @@ fn encode<T: Serialize>(value: &T) -> Result<Response<Envelope>, Status> {
 
 #[tonic::async_trait]
 impl Peer for PeerService {
+    type ReplicateStream =
+        tokio_stream::wrappers::ReceiverStream<Result<crate::proto::ReplicaFrame, Status>>;
+
+    async fn replicate(
+        &self,
+        req: Request<tonic::Streaming<crate::proto::ReplicaFrame>>,
+    ) -> Result<Response<Self::ReplicateStream>, Status> {
+        let broker = self
+            .broker
+            .get()
+            .cloned()
+            .ok_or_else(|| Status::unavailable("the broker is still starting"))?;
+        Ok(Response::new(crate::replication::serve_stream(
+            broker,
+            req.into_inner(),
+        )))
+    }
+
+    async fn replica_position(
+        &self,
+        req: Request<Envelope>,
+    ) -> Result<Response<Envelope>, Status> {
+        let (partition, epoch): (String, u64) = decode(req)?;
+        let result = match self.broker.get() {
+            Some(broker) => broker.replica_position(&partition, epoch).await,
+            None => Err(ApiError::new(
+                ErrorCode::Unavailable,
+                "the broker is still starting",
+            )),
+        };
+        encode(&result)
+    }
+
     async fn append_entries(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
         let rpc: openraft::raft::AppendEntriesRequest<TypeConfig> = decode(req)?;
         encode(&self.node.raft().append_entries(rpc).await)

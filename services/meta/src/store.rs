@@ -10,9 +10,11 @@ use strata_broker::{
     BrokerEndpoint, ChangeOutcome, ClusterView, MetadataBackend, MetadataChange, MetadataState,
     PartitionOp, PartitionReply,
 };
+use strata_broker::replication::{ReplicaAssignment, ReplicaChannel};
 
 use crate::node::MetaNode;
 use crate::placement;
+use crate::replication::ReplicaStream;
 use crate::types::Command;
 
 /// A [`strata_broker::MetadataStore`] replicated by the metadata group.
@@ -106,9 +108,46 @@ impl ClusterView for RaftClusterView {
         })
     }
 
+    fn assignments(&self) -> Vec<ReplicaAssignment> {
+        self.node.read(|s| {
+            s.assignments
+                .iter()
+                .map(|(key, a)| ReplicaAssignment {
+                    key: key.clone(),
+                    leader: a.leader,
+                    leader_epoch: a.leader_epoch,
+                    replicas: a.replicas.clone(),
+                })
+                .collect()
+        })
+    }
+
+    async fn report_isr(&self, partition_key: &str, epoch: u64, isr: Vec<u64>) -> Result<(), ApiError> {
+        self.node
+            .write(Command::UpdateIsr {
+                partition: partition_key.to_string(),
+                leader_epoch: epoch,
+                isr,
+            })
+            .await
+            .map(drop)
+    }
+
+    async fn open_replication(&self, leader: u64) -> Result<Box<dyn ReplicaChannel>, ApiError> {
+        let addr = self.peer_addr(leader)?;
+        Ok(Box::new(ReplicaStream::open(&addr).await?))
+    }
+
     async fn forward(&self, node_id: u64, op: PartitionOp) -> Result<PartitionReply, ApiError> {
-        let addr = self
-            .node
+        let addr = self.peer_addr(node_id)?;
+        self.node.forward_partition_op(&addr, &op).await
+    }
+}
+
+impl RaftClusterView {
+    /// The peer address node `node_id` registered.
+    fn peer_addr(&self, node_id: u64) -> Result<String, ApiError> {
+        self.node
             .read(|s| s.brokers.get(&node_id).map(|b| b.peer_addr.clone()))
             .filter(|a| !a.is_empty())
             .ok_or_else(|| {
@@ -116,7 +155,6 @@ impl ClusterView for RaftClusterView {
                     ErrorCode::Unavailable,
                     format!("node {node_id} leads this partition but its address is unknown"),
                 )
-            })?;
-        self.node.forward_partition_op(&addr, &op).await
+            })
     }
 }

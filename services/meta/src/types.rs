@@ -80,6 +80,21 @@ pub enum Command {
     /// Seeds an empty group with the state of a single-node metadata file
     /// (an upgrade); rejected once the group holds any topic.
     Import { state: Box<MetadataState> },
+    /// Makes `leader` (one of the partition's replicas) its leader at the
+    /// next epoch, if the partition is still at `from_epoch`: an election's
+    /// outcome, so a slower election of the same epoch cannot also win.
+    ElectLeader {
+        partition: String,
+        from_epoch: u64,
+        leader: NodeId,
+    },
+    /// The leader of `partition` at `leader_epoch` reports its in-sync
+    /// replicas; ignored for any other epoch.
+    UpdateIsr {
+        partition: String,
+        leader_epoch: u64,
+        isr: Vec<NodeId>,
+    },
 }
 
 /// What applying a command returned. A rejected command changed nothing.

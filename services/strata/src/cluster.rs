@@ -17,7 +17,11 @@ use tracing::{info, warn};
 use crate::config::ClusterSettings;
 
 /// How often a broker renews its liveness in the metadata group.
-pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
+pub const HEARTBEAT_INTERVAL: Duration =
+    Duration::from_millis(strata_meta::placement::HEARTBEAT_INTERVAL_MS);
+
+/// How often the metadata leader looks for partitions whose leader is gone.
+const ELECTION_INTERVAL: Duration = Duration::from_millis(200);
 
 /// The addresses this node serves clients on, for its broker registration.
 pub struct Advertised {
@@ -202,6 +206,23 @@ async fn place_unassigned(node: &MetaNode) {
         Ok(_) => info!(count, "placed partitions that had no leader"),
         Err(e) => warn!(error = %e.message, "cannot place partitions that have no leader"),
     }
+}
+
+/// On the metadata leader: elects new leaders for replicated partitions
+/// whose leader lost its lease (see `strata_meta::election`).
+pub fn spawn_elections(node: Arc<MetaNode>, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut elections = strata_meta::election::Elections::new();
+        let mut tick = tokio::time::interval(ELECTION_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            elections.round(&node, now_ms()).await;
+        }
+    });
 }
 
 pub fn now_ms() -> i64 {

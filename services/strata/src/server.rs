@@ -53,6 +53,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let _ = slot.set(broker.clone());
     if in_cluster {
         cluster::spawn_metadata_sync(broker.clone(), shutdown.clone());
+        cluster::spawn_elections(meta.clone(), shutdown.clone());
     }
     let state = AppState {
         broker: broker.clone(),

@@ -193,6 +193,27 @@ impl Cluster {
         }
     }
 
+    /// Freezes node `id` (SIGSTOP): to everyone else it is gone, yet it
+    /// holds its sockets, its leases lapse, and it wakes up believing in a
+    /// world that moved on.
+    pub fn pause(&mut self, id: u64) {
+        self.signal(id, libc::SIGSTOP);
+    }
+
+    /// Wakes node `id` after [`Cluster::pause`] (SIGCONT).
+    pub fn resume(&mut self, id: u64) {
+        self.signal(id, libc::SIGCONT);
+    }
+
+    fn signal(&self, id: u64, signal: i32) {
+        if let Some(child) = &self.node(id).child {
+            // SAFETY: signalling a child process we own by its pid.
+            unsafe {
+                libc::kill(child.id() as i32, signal);
+            }
+        }
+    }
+
     /// SIGTERMs node `id` and waits for it to exit.
     pub fn terminate(&mut self, id: u64) {
         let i = self.index(id);

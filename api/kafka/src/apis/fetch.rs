@@ -88,7 +88,12 @@ pub(crate) async fn handle(
         let watches: Vec<_> = topics
             .iter()
             .flat_map(|(_, ps)| ps.iter())
-            .filter_map(|w| w.partition.as_ref().ok().map(|(_, _, p)| p.watch_end()))
+            .filter_map(|w| {
+                w.partition
+                    .as_ref()
+                    .ok()
+                    .map(|(_, _, p)| p.watch_high_watermark())
+            })
             .collect();
         let found = read_all(shared, &topics, response_budget).await;
         let bytes: usize = found
@@ -160,11 +165,22 @@ async fn read_one(shared: &Shared, wanted: &Wanted, budget: usize) -> Found {
             };
         }
     };
+    if let Err(e) = shared.broker.check_readable(p) {
+        return Found {
+            error: errors::code(&e),
+            high_watermark: -1,
+            log_start: -1,
+            records: None,
+        };
+    }
     let offsets = p.offsets();
     let (start, end) = (offsets.log_start as i64, offsets.end as i64);
+    // As Kafka: offsets up to the log end are valid, records are served
+    // only below the high watermark (what a majority of replicas hold).
+    let high_watermark = offsets.high_watermark as i64;
     let mut found = Found {
         error: errors::NONE,
-        high_watermark: end,
+        high_watermark,
         log_start: start,
         records: None,
     };
@@ -173,7 +189,7 @@ async fn read_one(shared: &Shared, wanted: &Wanted, budget: usize) -> Found {
         return found;
     }
     let limit = wanted.max_bytes.min(budget);
-    if wanted.offset == end || wanted.max_bytes == 0 {
+    if wanted.offset >= high_watermark || wanted.max_bytes == 0 {
         return found;
     }
     // At least one whole batch comes back, however large (KIP-74).

@@ -42,7 +42,7 @@ pub(crate) async fn handle(
             };
             let response = match partition {
                 Err(code) => response.with_error_code(code),
-                Ok(served) => match lookup(&served.log, p.timestamp).await {
+                Ok(served) => match lookup(shared, &served.log, p.timestamp).await {
                     Ok((timestamp, offset)) => response
                         .with_timestamp(timestamp)
                         .with_offset(offset)
@@ -63,12 +63,18 @@ pub(crate) async fn handle(
 }
 
 /// `(timestamp, offset)` for a query; -1 timestamps where Kafka sends none.
-async fn lookup(partition: &Partition, query: i64) -> Result<(i64, i64), i16> {
+async fn lookup(shared: &Shared, partition: &Partition, query: i64) -> Result<(i64, i64), i16> {
+    shared
+        .broker
+        .check_readable(partition)
+        .map_err(|e| errors::code(&e))?;
     let offsets = partition.offsets();
     match query {
-        LATEST => Ok((-1, offsets.end as i64)),
+        // The high watermark, as Kafka answers read_uncommitted consumers.
+        LATEST => Ok((-1, offsets.high_watermark as i64)),
         EARLIEST => Ok((-1, offsets.log_start as i64)),
         t if t >= 0 => match partition.offset_for_timestamp(t).await {
+            Ok(Some(offset)) if offset >= offsets.high_watermark => Ok((-1, -1)),
             Ok(Some(offset)) => {
                 let offset = offset.max(offsets.log_start);
                 Ok((t, offset as i64))

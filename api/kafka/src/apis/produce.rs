@@ -248,9 +248,21 @@ async fn produce_partition(
             first_sequence: h.base_sequence,
             last_sequence: h.base_sequence.wrapping_add(h.last_offset_delta),
         });
+    // acks=all: a majority of the partition's replicas must be in sync
+    // before anything is written, and hold the batch before it is acknowledged.
+    let all = durability == Durability::Fsync;
+    if all && let Err(e) = shared.broker.check_in_sync(&partition) {
+        return ready(Err(from_api(&e)));
+    }
     let Some(producer) = producer else {
         return match partition.enqueue_append(records, options) {
-            Ok(acked) => Box::pin(async move { outcome(&partition, acked.await, size) }),
+            Ok(acked) => {
+                let shared = shared.clone();
+                Box::pin(async move {
+                    let result = acked.await;
+                    replicated(&shared, &partition, all, result, size).await
+                })
+            }
             Err(e) => ready(Err(from_log(e))),
         };
     };
@@ -267,7 +279,7 @@ async fn produce_partition(
         .partition(partition.key())
         .lock_owned()
         .await;
-    if !state.loaded
+    if !state.is_current(&partition)
         && let Err(e) = state.load(&partition).await
     {
         return ready(Err(from_log(e)));
@@ -280,24 +292,61 @@ async fn produce_partition(
                 producer.producer_id, producer.epoch, producer.first_sequence
             ),
         )),
-        SequenceCheck::Duplicate { base_offset } => ready(Ok(Acked {
-            base_offset,
-            log_start: partition.offsets().log_start as i64,
-            records: 0,
-            bytes: 0,
-        })),
-        SequenceCheck::Append => match partition.enqueue_append(records, options) {
-            Ok(acked) => Box::pin(async move {
-                let mut state = state;
-                let result = acked.await;
-                if let Ok(a) = &result {
-                    state.record(producer, a.base_offset as i64);
+        SequenceCheck::Duplicate { base_offset } => {
+            // A retry of a batch already in the log: acknowledged once a
+            // majority holds it (a high watermark past its base offset is
+            // past all of it: the watermark moves by whole batches).
+            let (shared, offset) = (shared.clone(), base_offset.max(0) as u64);
+            Box::pin(async move {
+                if all && let Err(e) = shared.broker.await_replicated(&partition, offset + 1).await
+                {
+                    return Err(from_api(&e));
                 }
-                outcome(&partition, result, size)
-            }),
+                Ok(Acked {
+                    base_offset,
+                    log_start: partition.offsets().log_start as i64,
+                    records: 0,
+                    bytes: 0,
+                })
+            })
+        }
+        SequenceCheck::Append => match partition.enqueue_append(records, options) {
+            Ok(acked) => {
+                let shared = shared.clone();
+                Box::pin(async move {
+                    let result = {
+                        let mut state = state;
+                        let result = acked.await;
+                        if let Ok(a) = &result {
+                            state.record(producer, a.base_offset as i64);
+                        }
+                        result
+                    };
+                    // The sequence is taken once the batch is in the leader's
+                    // log; later batches need not wait for its replication.
+                    replicated(&shared, &partition, all, result, size).await
+                })
+            }
             Err(e) => ready(Err(from_log(e))),
         },
     }
+}
+
+/// [`outcome`], once a majority of replicas hold the append when `all`.
+async fn replicated(
+    shared: &Shared,
+    partition: &Partition,
+    all: bool,
+    result: Result<Appended, LogError>,
+    size: (usize, u64),
+) -> Outcome {
+    if all
+        && let Ok(a) = &result
+        && let Err(e) = shared.broker.await_replicated(partition, a.next_offset).await
+    {
+        return Err(from_api(&e));
+    }
+    outcome(partition, result, size)
 }
 
 fn outcome(

@@ -21,6 +21,10 @@ use crate::cluster::{PartitionLeader, PartitionOp, PartitionReply, not_leader};
 use crate::metadata::TopicMeta;
 use crate::partitioner::partition_for_key;
 
+/// How long a request waits for this node to take over a partition the
+/// metadata just gave it (its epoch begins first).
+const TAKEOVER_WAIT: Duration = Duration::from_secs(2);
+
 /// How long one forwarded wait for a remote partition's end offset lasts.
 const REMOTE_WAIT: Duration = Duration::from_secs(20);
 
@@ -48,14 +52,23 @@ impl Broker {
         topic: &TopicMeta,
         partition: u32,
     ) -> Result<Partition> {
-        match self.partition(topic, partition) {
-            Ok(p) => Ok(p),
+        let p = match self.partition(topic, partition) {
+            Ok(p) => p,
             Err(e) if partition < topic.partitions => {
                 self.sync_with_metadata().await?;
-                self.partition(topic, partition).map_err(|_| e)
+                self.partition(topic, partition).map_err(|_| e)?
             }
-            Err(e) => Err(e),
+            Err(e) => return Err(e),
+        };
+        // Just made leader: its epoch begins within a reconcile pass.
+        let deadline = std::time::Instant::now() + TAKEOVER_WAIT;
+        while p.is_follower()
+            && self.remote_leader(topic, partition).is_none()
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        Ok(p)
     }
 
     /// Makes the log hold the partitions the metadata names now.
@@ -376,10 +389,10 @@ impl Broker {
                 let meta = self.topic(&tenant, &topic).await?;
                 check(&meta, partition)?;
                 let p = self.local_partition(&meta, partition).await?;
-                let mut end = p.watch_end();
+                let mut end = p.watch_high_watermark();
                 let wait = wait.min(self.config.max_wait);
                 let _ = tokio::time::timeout(wait, end.wait_for(|&e| e != after)).await;
-                Ok(PartitionReply::End(p.offsets().end))
+                Ok(PartitionReply::End(p.high_watermark()))
             }
         }
     }

@@ -251,6 +251,7 @@ impl Broker {
         now: i64,
     ) -> Result<PartitionDescription> {
         let p = self.local_partition(topic, partition).await?;
+        self.check_readable(&p)?;
         let offsets = p.offsets();
         let segments = p.segments();
         let manifest = self.meta.manifest(&partition_key(topic, partition)).await?;
@@ -268,7 +269,7 @@ impl Broker {
         Ok(PartitionDescription {
             partition,
             start_offset: offsets.log_start,
-            end_offset: offsets.end,
+            end_offset: offsets.high_watermark,
             local_start_offset: offsets.local_start.max(offsets.log_start),
             local_bytes,
             remote_start_offset: first

@@ -11,10 +11,11 @@ use crate::metadata::TopicMeta;
 /// When a produce is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Acks {
-    /// After the records are durable on disk (the default).
+    /// After the records are durable on disk (the default); on a partition
+    /// with several replicas, on a majority of them (Kafka's acks=all).
     #[default]
     Fsync,
-    /// After the records are written to the OS.
+    /// After the records are written to the leader's OS (Kafka's acks=1).
     Write,
 }
 

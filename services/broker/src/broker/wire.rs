@@ -46,7 +46,17 @@ impl Broker {
     ) -> Result<ReadBatches> {
         let offsets = p.offsets();
         if offset >= offsets.local_start {
-            return p.read(offset, max_bytes).await.map_err(from_log);
+            if !p.is_replicated() {
+                return p.read(offset, max_bytes).await.map_err(from_log);
+            }
+            // Only what a majority of replicas hold, and say so.
+            let hw = offsets.high_watermark;
+            let mut read = p
+                .read_up_to(offset, max_bytes, hw)
+                .await
+                .map_err(from_log)?;
+            read.end_offset = hw;
+            return Ok(read);
         }
         // The entry holding `offset` and the few read-ahead may continue into.
         let wanted = 1 + self.config.tier.read_ahead_blocks;
@@ -58,7 +68,7 @@ impl Broker {
         Ok(ReadBatches {
             chunks,
             next_offset,
-            end_offset: offsets.end,
+            end_offset: offsets.high_watermark,
             log_start: offsets.log_start,
         })
     }

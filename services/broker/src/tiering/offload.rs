@@ -192,23 +192,29 @@ async fn upload_and_commit(
     ops: &mut Vec<OffloadOp>,
 ) -> Result<(), ApiError> {
     let manifest = meta.manifest(key).await?;
+    let manifest_end = manifest.last().map(|m| m.end_offset);
     let mut uploaded: Vec<(SegmentInfo, RemoteSegmentRef, Instant)> = Vec::new();
     let mut failure = None;
     for segment in p.segments() {
         if !segment.sealed || segment.offloaded {
             continue;
         }
-        let committed = manifest
-            .iter()
-            .any(|m| m.base_offset == segment.base_offset && m.end_offset == segment.end_offset);
-        if committed {
+        // Replicas seal segments each on their own, so a segment the
+        // manifest covers may have other bounds than the object that holds it.
+        if manifest_end.is_some_and(|end| segment.end_offset <= end) {
             ops.push(OffloadOp::Offloaded {
                 base_offset: segment.base_offset,
             });
             continue;
         }
+        // Only the leader uploads, and only what a majority of replicas hold
+        // (what can never be truncated away by a new leader).
+        if p.is_follower() || segment.end_offset > p.high_watermark() {
+            break;
+        }
+        let from = manifest_end.map_or(segment.base_offset, |end| end.max(segment.base_offset));
         let started = Instant::now();
-        match upload(tier, topic, p, &segment).await {
+        match upload(tier, topic, p, &segment, from).await {
             Ok(reference) => uploaded.push((segment, reference, started)),
             Err(e) => {
                 failure = Some(e);
@@ -245,14 +251,17 @@ async fn upload_and_commit(
     }
 }
 
-/// Builds the segment's object and puts it under a key of its own.
+/// Builds the object of the segment's batches from offset `from` on (its
+/// base, unless the manifest already holds the start of it, as after a
+/// leader change) and puts it under a key of its own.
 async fn upload(
     tier: &Tier,
     topic: &TopicMeta,
     p: &Partition,
     segment: &SegmentInfo,
+    from: u64,
 ) -> Result<RemoteSegmentRef, ApiError> {
-    let epoch = p.epoch_at(segment.base_offset).unwrap_or(0);
+    let epoch = p.epoch_at(from).unwrap_or(0);
     let fields = SegmentFields {
         tenant: topic.tenant.clone(),
         topic: topic.name.clone(),
@@ -260,22 +269,35 @@ async fn upload(
         partition: partition_number(p.key()),
         epochs: vec![EpochStart {
             epoch,
-            start_offset: segment.base_offset,
+            start_offset: from,
         }],
     };
     let mut reader = p.segment_reader(segment.base_offset).map_err(from_log)?;
-    let (base, block_bytes) = (segment.base_offset, tier.config.block_bytes);
+    let (base, block_bytes) = (from, tier.config.block_bytes);
+    let skip_below = from > segment.base_offset;
     // Reading the local segment and building the object are blocking work.
     let object = tokio::task::spawn_blocking(move || {
+        let building = |e: &dyn std::fmt::Display| {
+            error(ErrorCode::Internal, "building a segment object", e)
+        };
         let mut builder = SegmentBuilder::with_block_size(base, block_bytes);
         while let Some(chunk) = reader.next_chunk().map_err(from_log)? {
-            builder
-                .push_bytes(chunk)
-                .map_err(|e| error(ErrorCode::Internal, "building a segment object", e))?;
+            if !skip_below {
+                builder.push_bytes(chunk).map_err(|e| building(&e))?;
+                continue;
+            }
+            // Batches are the same on every replica: the manifest ends on
+            // a batch boundary of this segment too.
+            for item in strata_log::batch::batches(&chunk) {
+                let (header, range) = item.map_err(|e| building(&e))?;
+                if u64::try_from(header.base_offset).is_ok_and(|b| b >= base) {
+                    builder
+                        .push_bytes(chunk.slice(range))
+                        .map_err(|e| building(&e))?;
+                }
+            }
         }
-        builder
-            .finish(fields)
-            .map_err(|e| error(ErrorCode::Internal, "building a segment object", e))
+        builder.finish(fields).map_err(|e| building(&e))
     })
     .await
     .map_err(|e| error(ErrorCode::Internal, "segment build task failed", e))??;

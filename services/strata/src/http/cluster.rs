@@ -10,11 +10,8 @@ use strata_meta::{Command, MembershipChange};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiPath, ErrorBody, HttpResult};
-use crate::cluster::{HEARTBEAT_INTERVAL, now_ms};
+use crate::cluster::now_ms;
 use crate::state::AppState;
-
-/// A broker whose last heartbeat is older than this many intervals is down.
-const LEASE_INTERVALS: i64 = 3;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ClusterStatus {
@@ -60,7 +57,7 @@ pub struct BrokerStatus {
     pub peer_addr: String,
     pub zone: String,
     pub roles: Vec<String>,
-    /// Whether its liveness lease (three heartbeats) is current.
+    /// Whether its liveness lease (1.5 s, renewed every 300 ms) is current.
     pub alive: bool,
     pub last_heartbeat_age_ms: i64,
 }
@@ -88,7 +85,7 @@ pub async fn status(State(state): State<AppState>) -> HttpResult<Json<ClusterSta
     let meta = state.meta.as_ref().ok_or_else(no_group)?;
     let raft = meta.status();
     let now = now_ms();
-    let lease = LEASE_INTERVALS * HEARTBEAT_INTERVAL.as_millis() as i64;
+    let lease = strata_meta::placement::LIVENESS_LEASE_MS;
     let partitions = meta.read(|s| {
         s.assignments
             .iter()

@@ -1,0 +1,270 @@
+//! The leader's side: answering followers' fetches, counting what they hold,
+//! moving the high watermark.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures::FutureExt;
+use parking_lot::Mutex;
+use strata_log::Partition;
+use tracing::debug;
+
+use super::quorum::{self, FetchDecision, Lineage};
+use super::wire::{FetchOutcome, PartitionData, PartitionFetch, ReplicaData, ReplicaFetch};
+use crate::broker::Broker;
+
+/// Longest a follower's fetch is held while nothing is new.
+const MAX_FETCH_WAIT: Duration = Duration::from_secs(1);
+
+/// A follower that matched the leader's end within this long is in sync.
+const REPLICA_LAG_MAX: Duration = Duration::from_secs(10);
+
+/// What a follower has confirmed to this leader.
+#[derive(Debug, Clone, Copy)]
+struct Progress {
+    /// The follower's durable end, fetched under this leader's epoch.
+    matched: Option<u64>,
+    /// When it last held everything the leader had.
+    caught_up_at: Instant,
+}
+
+/// A partition this node leads, at one epoch.
+pub struct LeaderState {
+    pub epoch: u64,
+    /// The leader's end offset when it began the epoch.
+    pub epoch_start: u64,
+    me: u64,
+    replicas: Mutex<Vec<u64>>,
+    followers: Mutex<HashMap<u64, Progress>>,
+    /// The in-sync set last recorded in the metadata.
+    reported_isr: Mutex<Vec<u64>>,
+}
+
+impl LeaderState {
+    pub fn new(epoch: u64, epoch_start: u64, me: u64, replicas: &[u64]) -> LeaderState {
+        // Followers start out in sync (they were, with the previous leader,
+        // as far as anyone knows); they fall out once they lag.
+        let now = Instant::now();
+        let followers = replicas
+            .iter()
+            .filter(|r| **r != me)
+            .map(|r| {
+                let progress = Progress {
+                    matched: None,
+                    caught_up_at: now,
+                };
+                (*r, progress)
+            })
+            .collect();
+        LeaderState {
+            epoch,
+            epoch_start,
+            me,
+            replicas: Mutex::new(replicas.to_vec()),
+            followers: Mutex::new(followers),
+            reported_isr: Mutex::new(vec![me]),
+        }
+    }
+
+    /// Forgets what was reported (a report failed): the next pass tries again.
+    pub(crate) fn forget_reported_isr(&self) {
+        self.reported_isr.lock().clear();
+    }
+
+    /// The in-sync set, if it changed since it was last taken for reporting.
+    pub(crate) fn isr_to_report(&self, leader_end: u64) -> Option<Vec<u64>> {
+        let isr = self.in_sync(leader_end);
+        let mut reported = self.reported_isr.lock();
+        if *reported == isr {
+            return None;
+        }
+        *reported = isr.clone();
+        Some(isr)
+    }
+
+    pub(crate) fn set_replicas(&self, replicas: &[u64]) {
+        let mut current = self.replicas.lock();
+        if current.as_slice() == replicas {
+            return;
+        }
+        *current = replicas.to_vec();
+        let now = Instant::now();
+        let mut followers = self.followers.lock();
+        followers.retain(|f, _| replicas.contains(f));
+        for r in replicas.iter().filter(|r| **r != self.me) {
+            followers.entry(*r).or_insert(Progress {
+                matched: None,
+                caught_up_at: now,
+            });
+        }
+    }
+
+    pub fn replica_count(&self) -> usize {
+        self.replicas.lock().len()
+    }
+
+    fn is_replica(&self, node: u64) -> bool {
+        node != self.me && self.replicas.lock().contains(&node)
+    }
+
+    /// Records that `follower` durably holds everything below `offset`
+    /// (it fetches from there under this epoch).
+    fn note_progress(&self, follower: u64, offset: u64, leader_end: u64) {
+        let mut followers = self.followers.lock();
+        let progress = followers.entry(follower).or_insert(Progress {
+            matched: None,
+            caught_up_at: Instant::now(),
+        });
+        progress.matched = Some(progress.matched.map_or(offset, |m| m.max(offset)));
+        if offset >= leader_end {
+            progress.caught_up_at = Instant::now();
+        }
+    }
+
+    /// The high watermark the replicas' confirmed positions allow.
+    fn high_watermark(&self, leader_end: u64) -> Option<u64> {
+        let matched: Vec<u64> = self
+            .followers
+            .lock()
+            .values()
+            .filter_map(|p| p.matched)
+            .collect();
+        quorum::high_watermark(leader_end, matched, self.replica_count(), self.epoch_start)
+    }
+
+    /// This node and the followers in sync: caught up with the leader's end
+    /// within [`REPLICA_LAG_MAX`], or holding it now.
+    pub fn in_sync(&self, leader_end: u64) -> Vec<u64> {
+        let mut out = vec![self.me];
+        let followers = self.followers.lock();
+        let mut ids: Vec<&u64> = followers.keys().collect();
+        ids.sort_unstable();
+        for id in ids {
+            let p = followers[id];
+            if p.matched.is_some_and(|m| m >= leader_end)
+                || p.caught_up_at.elapsed() < REPLICA_LAG_MAX
+            {
+                out.push(*id);
+            }
+        }
+        out
+    }
+}
+
+struct PartitionLineage<'a>(&'a Partition);
+
+impl Lineage for PartitionLineage<'_> {
+    fn local_start(&self) -> u64 {
+        self.0.offsets().local_start
+    }
+    fn end_offset(&self) -> u64 {
+        self.0.offsets().end
+    }
+    fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, u64)> {
+        self.0.end_offset_for_epoch(epoch)
+    }
+}
+
+impl Broker {
+    /// Answers a follower's fetch for all the partitions it replicates from
+    /// this node. Progress is counted (and the high watermark moved) before
+    /// anything waits; the fetch is held while nothing is new for it, up to
+    /// its `max_wait_ms`.
+    #[tracing::instrument(skip_all, fields(follower = fetch.follower, partitions = fetch.partitions.len()))]
+    pub async fn serve_replica_fetch(&self, fetch: ReplicaFetch) -> ReplicaData {
+        let wait = Duration::from_millis(fetch.max_wait_ms).min(MAX_FETCH_WAIT);
+        let deadline = tokio::time::Instant::now() + wait;
+        let max_bytes = usize::try_from(fetch.max_partition_bytes)
+            .unwrap_or(usize::MAX)
+            .max(1);
+        loop {
+            // Watch before looking, so an append in between wakes the wait.
+            let mut watches = Vec::new();
+            for pf in &fetch.partitions {
+                if let Ok(p) = self.log.partition(&pf.key) {
+                    watches.push(p.watch_end());
+                    watches.push(p.watch_high_watermark());
+                }
+            }
+            let mut news = false;
+            let mut partitions = Vec::with_capacity(fetch.partitions.len());
+            for pf in &fetch.partitions {
+                let data = self.serve_partition(fetch.follower, pf, max_bytes).await;
+                news |= !matches!(data.outcome, FetchOutcome::Data)
+                    || !data.batches.is_empty()
+                    || data.high_watermark != pf.known_high_watermark;
+                partitions.push(data);
+            }
+            if news || tokio::time::Instant::now() >= deadline || watches.is_empty() {
+                return ReplicaData { partitions };
+            }
+            let changes = watches
+                .iter_mut()
+                .map(|w| {
+                    w.borrow_and_update();
+                    w.changed().boxed()
+                })
+                .collect::<Vec<_>>();
+            let _ = tokio::time::timeout_at(deadline, futures::future::select_all(changes)).await;
+        }
+    }
+
+    async fn serve_partition(&self, follower: u64, pf: &PartitionFetch, max_bytes: usize) -> PartitionData {
+        let refuse = |leader_epoch: Option<u64>| PartitionData {
+            key: pf.key.clone(),
+            outcome: FetchOutcome::NotLeader { leader_epoch },
+            high_watermark: 0,
+            epoch_start: 0,
+            leader_end: 0,
+            batches: Bytes::new(),
+        };
+        let Some(state) = self.replication.leader_state(&pf.key) else {
+            return refuse(None);
+        };
+        if state.epoch != pf.leader_epoch || !state.is_replica(follower) {
+            return refuse(Some(state.epoch));
+        }
+        let Ok(p) = self.log.partition(&pf.key) else {
+            return refuse(None);
+        };
+        let end = p.offsets().end;
+        let mut data = PartitionData {
+            key: pf.key.clone(),
+            outcome: FetchOutcome::Data,
+            high_watermark: p.high_watermark(),
+            epoch_start: state.epoch_start,
+            leader_end: end,
+            batches: Bytes::new(),
+        };
+        match quorum::decide_fetch(&PartitionLineage(&p), pf.fetch_offset, pf.last_epoch) {
+            FetchDecision::Truncate(offset) => data.outcome = FetchOutcome::Truncate { offset },
+            FetchDecision::Reset(offset) => data.outcome = FetchOutcome::Reset { offset },
+            FetchDecision::Serve => {
+                state.note_progress(follower, pf.fetch_offset, end);
+                if let Some(hw) = state.high_watermark(end) {
+                    data.high_watermark = p.advance_high_watermark(hw);
+                }
+                if pf.fetch_offset < end {
+                    match p.read(pf.fetch_offset, max_bytes).await {
+                        Ok(read) => data.batches = concat(read.chunks),
+                        Err(e) => debug!(partition = pf.key, error = %e, "replica read failed"),
+                    }
+                }
+            }
+        }
+        data
+    }
+}
+
+/// The chunks (whole batches, contiguous) as one buffer; no copy for one chunk.
+fn concat(chunks: Vec<Bytes>) -> Bytes {
+    if chunks.len() == 1 {
+        return chunks.into_iter().next().unwrap_or_default();
+    }
+    let mut out = BytesMut::new();
+    for c in chunks {
+        out.extend_from_slice(&c);
+    }
+    out.freeze()
+}

@@ -1,0 +1,407 @@
+//! Quorum replication of partitions.
+//!
+//! Each partition the metadata group assigns to several brokers has a
+//! leader and followers. Followers pull: one task per leader node keeps one
+//! stream to it that carries all the partitions they share ([`follower`]);
+//! each fetch says how far the follower's log durably goes, which is how the
+//! leader learns what to count ([`leader`]). The rules themselves (high
+//! watermark, fetch decisions, elections) are pure functions in [`quorum`].
+//!
+//! Roles follow the metadata: [`Broker::reconcile_replicas`] runs every
+//! [`RECONCILE_INTERVAL`] and makes this node lead the partitions it was
+//! given (beginning their epoch before taking a write) and follow the
+//! others. Elections are run by the metadata leader (`strata-meta`); the
+//! replicas it asks answer with their position after a promise, the fence,
+//! to take nothing more from an older leader.
+//!
+//! Single nodes and partitions with one replica skip all of this: their
+//! high watermark is their end offset.
+
+pub mod quorum;
+pub mod wire;
+
+mod follower;
+mod leader;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use strata_api::{ApiError, ErrorCode};
+use strata_log::Partition;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::broker::{Broker, Result};
+use crate::errors::from_log;
+
+pub use leader::LeaderState;
+pub use quorum::LogPosition;
+pub use wire::{
+    FetchOutcome, PartitionData, PartitionFetch, PositionReply, ReplicaData, ReplicaFetch,
+};
+
+/// How often roles are brought in line with the metadata.
+pub const RECONCILE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How long a fence holds when no new leader was recorded (an election
+/// that could not finish): then the replica follows the recorded leader again.
+const FENCE_TTL: Duration = Duration::from_secs(10);
+
+/// A partition's replicas as the metadata group assigned them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaAssignment {
+    /// Log partition key.
+    pub key: String,
+    pub leader: u64,
+    pub leader_epoch: u64,
+    /// The leader first.
+    pub replicas: Vec<u64>,
+}
+
+/// One stream to a leader node.
+#[async_trait::async_trait]
+pub trait ReplicaChannel: Send {
+    async fn exchange(&mut self, fetch: ReplicaFetch) -> Result<ReplicaData, ApiError>;
+}
+
+/// What this node is to a partition.
+#[derive(Clone)]
+pub(crate) enum Role {
+    Leader(Arc<LeaderState>),
+    Follower { leader: u64, epoch: u64 },
+}
+
+/// The replication roles of one broker.
+#[derive(Default)]
+pub(crate) struct Replication {
+    roles: Mutex<HashMap<String, Role>>,
+    /// Per partition: the epoch being elected that this replica promised
+    /// not to take data below, and when.
+    fences: Mutex<HashMap<String, (u64, Instant)>>,
+    /// Per leader node: the task fetching from it.
+    fetchers: Mutex<HashMap<u64, JoinHandle<()>>>,
+}
+
+impl Replication {
+    pub(crate) fn role(&self, key: &str) -> Option<Role> {
+        self.roles.lock().get(key).cloned()
+    }
+
+    pub(crate) fn leader_state(&self, key: &str) -> Option<Arc<LeaderState>> {
+        match self.role(key) {
+            Some(Role::Leader(state)) => Some(state),
+            _ => None,
+        }
+    }
+
+    /// The epoch this replica promised not to go below, if the promise holds.
+    fn fence(&self, key: &str) -> Option<u64> {
+        let mut fences = self.fences.lock();
+        match fences.get(key) {
+            Some((epoch, at)) if at.elapsed() < FENCE_TTL => Some(*epoch),
+            Some(_) => {
+                fences.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// The partitions this node follows from `leader`, with their epochs.
+    fn followed_from(&self, leader: u64) -> Vec<(String, u64)> {
+        self.roles
+            .lock()
+            .iter()
+            .filter_map(|(key, role)| match role {
+                Role::Follower { leader: l, epoch } if *l == leader => Some((key.clone(), *epoch)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn epoch_i32(epoch: u64) -> Result<i32> {
+    i32::try_from(epoch).map_err(|_| {
+        ApiError::new(
+            ErrorCode::Internal,
+            format!("leader epoch {epoch} does not fit a record batch"),
+        )
+    })
+}
+
+impl Broker {
+    /// Starts the task that keeps this node's replication roles in line with
+    /// the metadata (cluster nodes only).
+    pub(crate) fn spawn_replication(self: &Arc<Self>, stop: watch::Receiver<bool>) -> JoinHandle<()> {
+        let broker = Arc::downgrade(self);
+        tokio::spawn(reconcile_loop(broker, stop))
+    }
+
+    /// Makes this node lead, follow or leave each assigned partition as the
+    /// metadata says, and runs one fetcher per leader node it follows.
+    pub(crate) async fn reconcile_replicas(self: &Arc<Self>) {
+        let me = self.node_id();
+        for a in self.cluster.assignments() {
+            let fenced = self
+                .replication
+                .fence(&a.key)
+                .is_some_and(|e| e > a.leader_epoch);
+            if fenced {
+                // An election for a newer epoch is under way: wait for its outcome.
+                continue;
+            }
+            let Ok(p) = self.log.partition(&a.key) else {
+                continue;
+            };
+            let current = self.replication.role(&a.key);
+            if a.leader == me {
+                let led = matches!(&current, Some(Role::Leader(s)) if s.epoch == a.leader_epoch);
+                if led {
+                    if let Some(Role::Leader(s)) = &current {
+                        s.set_replicas(&a.replicas);
+                        p.set_replicated(a.replicas.len() > 1);
+                    }
+                    continue;
+                }
+                if let Err(e) = self.become_leader(&p, &a).await {
+                    warn!(partition = a.key, error = %e.message, "cannot take the partition's leadership");
+                }
+            } else if a.replicas.contains(&me) {
+                let follows = matches!(current, Some(Role::Follower { leader, epoch })
+                    if leader == a.leader && epoch == a.leader_epoch);
+                if !follows {
+                    p.set_follower(true);
+                    p.set_replicated(true);
+                    info!(partition = a.key, leader = a.leader, epoch = a.leader_epoch, "following");
+                    self.replication.roles.lock().insert(
+                        a.key.clone(),
+                        Role::Follower {
+                            leader: a.leader,
+                            epoch: a.leader_epoch,
+                        },
+                    );
+                }
+            } else if current.is_some() {
+                p.set_follower(true);
+                self.replication.roles.lock().remove(&a.key);
+            }
+        }
+        self.run_fetchers();
+        self.report_isrs();
+    }
+
+    /// Records in the metadata the in-sync sets that changed (for status
+    /// and describe; elections do not depend on them).
+    fn report_isrs(&self) {
+        let led: Vec<(String, Arc<LeaderState>)> = self
+            .replication
+            .roles
+            .lock()
+            .iter()
+            .filter_map(|(k, r)| match r {
+                Role::Leader(s) => Some((k.clone(), s.clone())),
+                Role::Follower { .. } => None,
+            })
+            .collect();
+        for (key, state) in led {
+            let Ok(p) = self.log.partition(&key) else { continue };
+            let Some(isr) = state.isr_to_report(p.offsets().end) else {
+                continue;
+            };
+            let cluster = self.cluster.clone();
+            tokio::spawn(async move {
+                if let Err(e) = cluster.report_isr(&key, state.epoch, isr).await {
+                    state.forget_reported_isr();
+                    tracing::debug!(partition = key, error = %e.message, "cannot record the in-sync replicas");
+                }
+            });
+        }
+    }
+
+    /// Begins the partition's new epoch (durably) before it takes a write
+    /// as leader: from here on its batches carry that epoch.
+    async fn become_leader(&self, p: &Partition, a: &ReplicaAssignment) -> Result<()> {
+        // No write may be stamped with an older epoch once another leader
+        // may have had it. Epoch 1 is the partition's first leader: nothing
+        // to keep apart, and a new topic takes writes at once.
+        if a.leader_epoch > 1 {
+            p.set_follower(true);
+        }
+        p.begin_epoch(epoch_i32(a.leader_epoch)?)
+            .await
+            .map_err(from_log)?;
+        let epoch_start = p.offsets().end;
+        let state = Arc::new(LeaderState::new(
+            a.leader_epoch,
+            epoch_start,
+            self.node_id(),
+            &a.replicas,
+        ));
+        p.set_replicated(a.replicas.len() > 1);
+        self.replication
+            .roles
+            .lock()
+            .insert(a.key.clone(), Role::Leader(state));
+        p.set_follower(false);
+        info!(
+            partition = a.key,
+            epoch = a.leader_epoch,
+            epoch_start,
+            replicas = ?a.replicas,
+            "leading"
+        );
+        Ok(())
+    }
+
+    /// Starts a fetcher for each leader node followed that has none running.
+    fn run_fetchers(self: &Arc<Self>) {
+        let leaders: std::collections::BTreeSet<u64> = self
+            .replication
+            .roles
+            .lock()
+            .values()
+            .filter_map(|r| match r {
+                Role::Follower { leader, .. } => Some(*leader),
+                Role::Leader(_) => None,
+            })
+            .collect();
+        let mut fetchers = self.replication.fetchers.lock();
+        fetchers.retain(|_, task| !task.is_finished());
+        for leader in leaders {
+            fetchers
+                .entry(leader)
+                .or_insert_with(|| tokio::spawn(follower::fetch_from(Arc::downgrade(self), leader)));
+        }
+    }
+
+    /// A replica's answer to an election for `epoch`: its log position,
+    /// after promising to take nothing more from leaders of older epochs
+    /// (and, if it leads an older epoch itself, to stop taking writes).
+    pub async fn replica_position(&self, key: &str, epoch: u64) -> Result<PositionReply> {
+        let p = self.log.partition(key).map_err(from_log)?;
+        {
+            let mut fences = self.replication.fences.lock();
+            let entry = fences.entry(key.to_string()).or_insert((epoch, Instant::now()));
+            if epoch >= entry.0 {
+                *entry = (epoch, Instant::now());
+            }
+        }
+        if let Some(state) = self.replication.leader_state(key)
+            && state.epoch < epoch
+        {
+            p.set_follower(true);
+            self.replication.roles.lock().remove(key);
+            warn!(partition = key, epoch, "a newer leader is being elected: no more writes here");
+        }
+        Ok(PositionReply {
+            position: position_of(&p),
+        })
+    }
+
+    /// Waits until a write that ends at `next_offset` is held by a majority
+    /// of the partition's replicas (acks=all); at once for a partition with
+    /// one replica. Fails with a retryable `replication_timeout`.
+    pub async fn await_replicated(&self, p: &Partition, next_offset: u64) -> Result<()> {
+        if !p.is_replicated() {
+            return Ok(());
+        }
+        let mut hw = p.watch_high_watermark();
+        let waited = tokio::time::timeout(
+            self.config.replication_timeout,
+            hw.wait_for(|h| *h >= next_offset),
+        )
+        .await;
+        match waited {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(ApiError::new(
+                ErrorCode::ReplicationTimeout,
+                format!(
+                    "offsets up to {next_offset} of partition {} are written on the leader, but a \
+                     majority of replicas did not confirm them within {:?}; retry",
+                    p.key(),
+                    self.config.replication_timeout
+                ),
+            )),
+        }
+    }
+
+    /// Refuses a write that asks for acks=all when too few replicas are in
+    /// sync to make a majority: `not_enough_replicas`, nothing written.
+    pub fn check_in_sync(&self, p: &Partition) -> Result<()> {
+        if !p.is_replicated() {
+            return Ok(());
+        }
+        let Some(state) = self.replication.leader_state(p.key()) else {
+            return Ok(());
+        };
+        let (in_sync, replicas) = (state.in_sync(p.offsets().end).len(), state.replica_count());
+        let needed = quorum::majority(replicas);
+        if in_sync < needed {
+            return Err(ApiError::new(
+                ErrorCode::NotEnoughReplicas,
+                format!(
+                    "partition {} has {in_sync} of {replicas} replicas in sync, fewer than the \
+                     {needed} a write needs; retry",
+                    p.key()
+                ),
+            )
+            .with_details(serde_json::json!({ "in_sync": in_sync, "replicas": replicas })));
+        }
+        Ok(())
+    }
+
+    /// Refuses reads (retryably) on a partition this node has just come to
+    /// lead until a majority confirms the log it leads with: its high
+    /// watermark, learned from the previous leader, may lag what readers
+    /// already saw, and a high watermark never goes back.
+    pub fn check_readable(&self, p: &Partition) -> Result<()> {
+        let Some(state) = self.replication.leader_state(p.key()) else {
+            return Ok(());
+        };
+        if p.is_replicated() && p.high_watermark() < state.epoch_start {
+            return Err(ApiError::new(
+                ErrorCode::NotLeader,
+                format!(
+                    "partition {} has a new leader that is still confirming its log with the \
+                     other replicas; retry",
+                    p.key()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The in-sync replicas of a partition led here (the leader first).
+    pub fn in_sync_replicas(&self, key: &str) -> Option<Vec<u64>> {
+        let state = self.replication.leader_state(key)?;
+        let p = self.log.partition(key).ok()?;
+        Some(state.in_sync(p.offsets().end))
+    }
+}
+
+/// A replica's position: its newest epoch and its end.
+pub(crate) fn position_of(p: &Partition) -> LogPosition {
+    LogPosition {
+        last_epoch: p.last_epoch().unwrap_or(-1),
+        end_offset: p.offsets().end,
+    }
+}
+
+async fn reconcile_loop(broker: Weak<Broker>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(RECONCILE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tick.tick() => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let Some(broker) = broker.upgrade() else { return };
+        broker.reconcile_replicas().await;
+    }
+}

@@ -1,0 +1,589 @@
+//! Quorum replication under faults, checked the way Jepsen checks: a
+//! 3-node cluster of real `strata` processes (one S3-compatible server,
+//! moto) with every partition on all three, writers over HTTP, gRPC and an
+//! idempotent librdkafka producer (acks=all), and a nemesis that SIGKILLs
+//! leaders and followers, freezes leaders (SIGSTOP/SIGCONT) and stalls the
+//! bucket. At the end: every acknowledged record is there, once, at the
+//! offset it was acknowledged at; every node serves the same records at the
+//! same offsets with no gap; no high watermark ever went back.
+//!
+//! A run prints its seed and its schedule; `STRATA_NEMESIS_SEED=N` replays
+//! one, `STRATA_NEMESIS_ROUNDS=N` makes it longer (the soak mode, see
+//! docs/operations.md), `STRATA_TEST_LOG=info` shows the nodes' logs.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use strata_test_support::{Cluster, MotoServer};
+
+const BIN: &str = common::BIN;
+const TOPIC: &str = "jepsen";
+const PARTITIONS: u32 = 3;
+
+fn moto() -> Option<MotoServer> {
+    if !MotoServer::available() {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "moto_server is missing (scripts/test.sh installs it)"
+        );
+        eprintln!("!!! SKIPPED: moto_server is not installed (scripts/test.sh installs it)");
+        return None;
+    }
+    let mut moto = MotoServer::start();
+    moto.create_bucket("strata");
+    Some(moto)
+}
+
+fn confluent_kafka() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import confluent_kafka"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok || std::env::var("CI").map_or(true, |v| v != "true"),
+        "confluent-kafka is missing (scripts/test.sh installs it)"
+    );
+    ok
+}
+
+/// A small deterministic generator (xorshift64*), so a seed replays a schedule.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// What clients were told was written: value → (partition, offset).
+#[derive(Default)]
+struct Ledger {
+    acked: HashMap<String, (u32, u64)>,
+    /// Writes that failed or timed out: they may or may not be in the log.
+    indeterminate: usize,
+}
+
+/// The cluster status as node `addr` sees it.
+async fn status(http: &reqwest::Client, addr: &str) -> Option<Value> {
+    http.get(format!("http://{addr}/v1/cluster"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()
+}
+
+/// `(leader, replicas, isr)` of partition `p` of the topic, as `addr` sees it.
+async fn assignment(http: &reqwest::Client, addr: &str, p: u32) -> Option<(u64, Vec<u64>, Vec<u64>)> {
+    let s = status(http, addr).await?;
+    let ids = |v: &Value| -> Vec<u64> {
+        v.as_array()
+            .map(|a| a.iter().filter_map(Value::as_u64).collect())
+            .unwrap_or_default()
+    };
+    s["partitions"].as_array()?.iter().find_map(|e| {
+        let key = e["partition"].as_str()?;
+        (key.starts_with(&format!("default/{TOPIC}/")) && key.ends_with(&format!("/{p}")))
+            .then(|| (e["leader"].as_u64().unwrap_or(0), ids(&e["replicas"]), ids(&e["isr"])))
+    })
+}
+
+/// Shared view of where the nodes listen now (ports change on restart).
+type Addrs = Arc<Mutex<Vec<String>>>;
+
+fn addrs_of(cluster: &Cluster) -> Vec<String> {
+    cluster
+        .running()
+        .iter()
+        .map(|id| cluster.node(*id).api_addr.clone())
+        .collect()
+}
+
+/// Appends one record per request over HTTP, cycling partitions and nodes,
+/// until `stop`. A write is never retried (its value could land twice):
+/// a failed one is counted as indeterminate.
+async fn http_writer(
+    id: usize,
+    http: reqwest::Client,
+    addrs: Addrs,
+    ledger: Arc<Mutex<Ledger>>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut i = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let p = (i % u64::from(PARTITIONS)) as u32;
+        let value = format!("h{id}-{i}");
+        let addr = {
+            let a = addrs.lock().unwrap();
+            a[(i as usize + id) % a.len()].clone()
+        };
+        let resp = http
+            .post(format!(
+                "http://{addr}/v1/tenants/default/topics/{TOPIC}/partitions/{p}/records"
+            ))
+            .json(&json!({ "records": [{ "value": value }] }))
+            .timeout(Duration::from_secs(8))
+            .send()
+            .await;
+        let offset = match resp {
+            Ok(r) if r.status().is_success() => r
+                .json::<Value>()
+                .await
+                .ok()
+                .and_then(|b| b["base_offset"].as_u64()),
+            _ => None,
+        };
+        {
+            let mut l = ledger.lock().unwrap();
+            match offset {
+                Some(o) => {
+                    l.acked.insert(value, (p, o));
+                }
+                None => l.indeterminate += 1,
+            }
+        }
+        if offset.is_none() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        i += 1;
+    }
+}
+
+/// The same over gRPC (unary Append), values `g-N`.
+async fn grpc_writer(addrs: Addrs, ledger: Arc<Mutex<Ledger>>, stop: Arc<AtomicBool>) {
+    use strata_api::proto::{self, strata_client::StrataClient};
+    let mut i = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let p = (i % u64::from(PARTITIONS)) as u32;
+        let value = format!("g-{i}");
+        let addr = {
+            let a = addrs.lock().unwrap();
+            a[i as usize % a.len()].clone()
+        };
+        let attempt = async {
+            let mut client = StrataClient::connect(format!("http://{addr}")).await.ok()?;
+            let resp = client
+                .append(proto::AppendRequest {
+                    tenant: "default".into(),
+                    topic: TOPIC.into(),
+                    partition: Some(p),
+                    records: vec![proto::Record {
+                        value: Some(value.clone().into_bytes().into()),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                })
+                .await
+                .ok()?;
+            resp.into_inner().offsets.first().map(|o| o.offset)
+        };
+        let offset = tokio::time::timeout(Duration::from_secs(8), attempt)
+            .await
+            .ok()
+            .flatten();
+        {
+            let mut l = ledger.lock().unwrap();
+            match offset {
+                Some(o) => {
+                    l.acked.insert(value, (p, o));
+                }
+                None => l.indeterminate += 1,
+            }
+        }
+        if offset.is_none() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        i += 1;
+    }
+}
+
+/// Follows every partition's high watermark through every node (the topic
+/// description) and records any that went back.
+async fn watermark_monitor(
+    http: reqwest::Client,
+    addrs: Addrs,
+    stop: Arc<AtomicBool>,
+) -> (usize, Vec<String>) {
+    let mut highest = [0u64; PARTITIONS as usize];
+    let (mut samples, mut regressions) = (0usize, Vec::new());
+    while !stop.load(Ordering::Relaxed) {
+        let list = addrs.lock().unwrap().clone();
+        for addr in list {
+            let Ok(Ok(body)) = tokio::time::timeout(Duration::from_secs(2), async {
+                http.get(format!("http://{addr}/v1/tenants/default/topics/{TOPIC}"))
+                    .send()
+                    .await?
+                    .json::<Value>()
+                    .await
+            })
+            .await
+            else {
+                continue;
+            };
+            for entry in body["partitions"].as_array().into_iter().flatten() {
+                let (Some(p), Some(end)) =
+                    (entry["partition"].as_u64(), entry["end_offset"].as_u64())
+                else {
+                    continue;
+                };
+                let slot = &mut highest[p as usize];
+                samples += 1;
+                if end < *slot {
+                    regressions.push(format!("partition {p}: {end} after {slot} (via {addr})"));
+                }
+                *slot = (*slot).max(end);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (samples, regressions)
+}
+
+/// Every record of partition `p` through node `addr`: (offset, value).
+async fn read_partition(http: &reqwest::Client, addr: &str, p: u32) -> Vec<(u64, String)> {
+    let mut out = Vec::new();
+    let mut offset = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "reading partition {p} via {addr} took too long");
+        let resp = http
+            .get(format!(
+                "http://{addr}/v1/tenants/default/topics/{TOPIC}/partitions/{p}/records?offset={offset}&max_records=1000"
+            ))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await;
+        let Ok(resp) = resp else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        if !resp.status().is_success() {
+            // A leader still confirming its log: retry.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        let body: Value = resp.json().await.expect("read body");
+        let records = body["records"].as_array().cloned().unwrap_or_default();
+        if records.is_empty() {
+            return out;
+        }
+        for r in records {
+            let o = r["offset"].as_u64().expect("offset");
+            out.push((o, r["value"].as_str().unwrap_or_default().to_string()));
+            offset = o + 1;
+        }
+    }
+}
+
+/// Waits until every partition has all three replicas in sync, as the
+/// metadata leader's status says; bounded.
+async fn wait_fully_replicated(http: &reqwest::Client, cluster: &Cluster) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let addr = cluster.node(cluster.running()[0]).api_addr.clone();
+        let mut full = 0;
+        for p in 0..PARTITIONS {
+            if let Some((_, replicas, isr)) = assignment(http, &addr, p).await
+                && replicas.len() == 3
+                && isr.len() == 3
+            {
+                full += 1;
+            }
+        }
+        if full == PARTITIONS {
+            return;
+        }
+        assert!(Instant::now() < deadline, "partitions never got three in-sync replicas");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Node ids by role for partition `p`: (leader, a follower).
+async fn roles(http: &reqwest::Client, cluster: &Cluster, p: u32) -> Option<(u64, u64)> {
+    for id in cluster.running() {
+        if let Some((leader, replicas, _)) = assignment(http, &cluster.node(id).api_addr, p).await
+            && let Some(follower) = replicas.iter().copied().find(|r| *r != leader)
+        {
+            return Some((leader, follower));
+        }
+    }
+    None
+}
+
+/// How long, after `since`, until an HTTP write to partition `p` through a
+/// surviving node is acknowledged.
+async fn first_ack_after(http: &reqwest::Client, addrs: &[String], p: u32, since: Instant) -> Duration {
+    let deadline = since + Duration::from_secs(30);
+    let mut i = 0;
+    loop {
+        let addr = &addrs[i % addrs.len()];
+        i += 1;
+        let ok = http
+            .post(format!(
+                "http://{addr}/v1/tenants/default/topics/{TOPIC}/partitions/{p}/records"
+            ))
+            .json(&json!({ "records": [{ "value": format!("probe-{i}") }] }))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if ok {
+            return since.elapsed();
+        }
+        assert!(Instant::now() < deadline, "no write to partition {p} acknowledged within 30 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_records_survive_a_nemesis() {
+    let Some(moto) = moto() else { return };
+    let kafka = confluent_kafka();
+    let seed: u64 = std::env::var("STRATA_NEMESIS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+                | 1
+        });
+    let rounds: usize = std::env::var("STRATA_NEMESIS_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    eprintln!("nemesis seed {seed} ({rounds} rounds; replay with STRATA_NEMESIS_SEED={seed})");
+    let mut rng = Rng(seed);
+
+    let root = tempfile::tempdir().unwrap();
+    let args = [
+        "--object-store",
+        "s3://strata/replication-test",
+        "--offload-interval",
+        "500ms",
+    ];
+    let mut cluster = Cluster::start(Path::new(BIN), root.path(), 3, &args, moto.env());
+    let http = reqwest::Client::new();
+    // All three brokers registered, so placement gives every partition three replicas.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status(&http, &cluster.node(1).api_addr)
+        .await
+        .map_or(0, |s| s["brokers"].as_array().map_or(0, Vec::len))
+        < 3
+    {
+        assert!(Instant::now() < deadline, "brokers never registered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Small segments with a short local retention: offload and local
+    // release run on leaders and followers throughout.
+    let resp = http
+        .post(format!("http://{}/v1/tenants/default/topics", cluster.node(1).api_addr))
+        .json(&json!({
+            "name": TOPIC,
+            "partitions": PARTITIONS,
+            "config": { "segment_bytes": 16384, "local_retention_ms": 2000 }
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201, "{:?}", resp.text().await);
+    wait_fully_replicated(&http, &cluster).await;
+
+    let addrs: Addrs = Arc::new(Mutex::new(addrs_of(&cluster)));
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for id in 0..2 {
+        writers.push(tokio::spawn(http_writer(
+            id,
+            http.clone(),
+            addrs.clone(),
+            ledger.clone(),
+            stop.clone(),
+        )));
+    }
+    writers.push(tokio::spawn(grpc_writer(addrs.clone(), ledger.clone(), stop.clone())));
+    let monitor = tokio::spawn(watermark_monitor(http.clone(), addrs.clone(), stop.clone()));
+
+    // The idempotent librdkafka producer: its own acknowledgements, in its own ledger.
+    let mut producer = kafka.then(|| {
+        let bootstrap: Vec<String> = cluster
+            .nodes
+            .iter()
+            .filter_map(|n| n.kafka_addr.clone())
+            .collect();
+        let program = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/kafka-clients/crash_producer.py");
+        let count = 150 * (rounds as u32 * 5 + 4);
+        let mut child = Command::new("python3")
+            .arg(program)
+            .args([&bootstrap.join(","), TOPIC, &PARTITIONS.to_string(), &count.to_string(), "150"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the Kafka producer");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        (child, rx)
+    });
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut schedule = Vec::new();
+    let mut failovers = Vec::new();
+    let mut faults = 0usize;
+    for round in 0..rounds {
+        let p = rng.below(u64::from(PARTITIONS)) as u32;
+        let Some((leader, follower)) = roles(&http, &cluster, p).await else {
+            panic!("round {round}: no assignment for partition {p}");
+        };
+        let action = rng.below(4);
+        let started = Instant::now();
+        match action {
+            0 => {
+                schedule.push(format!("round {round}: SIGKILL leader {leader} of partition {p}"));
+                cluster.kill(leader);
+                *addrs.lock().unwrap() = addrs_of(&cluster);
+                let survivors = addrs_of(&cluster);
+                let took = first_ack_after(&http, &survivors, p, started).await;
+                failovers.push(took);
+                schedule.push(format!("  first acknowledged write on the new leader after {took:?}"));
+                tokio::time::sleep(Duration::from_millis(500 + rng.below(1500))).await;
+                cluster.restart(leader);
+            }
+            1 => {
+                schedule.push(format!("round {round}: SIGKILL follower {follower} of partition {p}"));
+                cluster.kill(follower);
+                *addrs.lock().unwrap() = addrs_of(&cluster);
+                tokio::time::sleep(Duration::from_millis(1000 + rng.below(2000))).await;
+                cluster.restart(follower);
+            }
+            2 => {
+                let pause = Duration::from_millis(2500 + rng.below(1500));
+                schedule.push(format!(
+                    "round {round}: SIGSTOP leader {leader} of partition {p} for {pause:?}"
+                ));
+                cluster.pause(leader);
+                {
+                    let paused = cluster.node(leader).api_addr.clone();
+                    addrs.lock().unwrap().retain(|a| *a != paused);
+                }
+                tokio::time::sleep(pause).await;
+                cluster.resume(leader);
+            }
+            _ => {
+                let stall = Duration::from_millis(1500 + rng.below(1500));
+                schedule.push(format!("round {round}: stall the bucket for {stall:?}"));
+                moto.pause();
+                tokio::time::sleep(stall).await;
+                moto.resume();
+            }
+        }
+        faults += 1;
+        *addrs.lock().unwrap() = addrs_of(&cluster);
+        eprintln!("{}", schedule[schedule.len() - 1]);
+        // Let the cluster heal before the next fault: one node down at a time.
+        wait_fully_replicated(&http, &cluster).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+    let (samples, regressions) = monitor.await.unwrap();
+
+    let mut kafka_acked: BTreeMap<(u32, u64), String> = BTreeMap::new();
+    if let Some((mut child, rx)) = producer.take() {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("producer status") {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "the Kafka producer did not finish");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let lines: Vec<String> = rx.try_iter().collect();
+        assert!(status.success(), "Kafka producer failed: {:?}", lines.iter().rev().take(5).collect::<Vec<_>>());
+        for line in &lines {
+            let parts: Vec<&str> = line.split(' ').collect();
+            if let ["ACK", p, o, v] = parts.as_slice() {
+                let previous = kafka_acked.insert((p.parse().unwrap(), o.parse().unwrap()), v.to_string());
+                assert!(previous.is_none(), "two acknowledgements for one offset: {line}");
+            }
+        }
+    }
+
+    wait_fully_replicated(&http, &cluster).await;
+    let ledger = std::mem::take(&mut *ledger.lock().unwrap());
+    let mut all_acked: HashMap<String, (u32, u64)> = ledger.acked.clone();
+    for ((p, o), v) in &kafka_acked {
+        all_acked.insert(v.clone(), (*p, *o));
+    }
+    // Every node serves the same log: read each partition through each node.
+    let mut reference: Vec<Vec<(u64, String)>> = Vec::new();
+    for p in 0..PARTITIONS {
+        let via_first = read_partition(&http, &cluster.node(1).api_addr, p).await;
+        for id in [2u64, 3] {
+            let other = read_partition(&http, &cluster.node(id).api_addr, p).await;
+            assert_eq!(other, via_first, "partition {p}: node {id} serves another log than node 1");
+        }
+        reference.push(via_first);
+    }
+    let mut checked = 0usize;
+    let mut seen = HashSet::new();
+    for (p, log) in reference.iter().enumerate() {
+        for pair in log.windows(2) {
+            assert_eq!(pair[1].0, pair[0].0 + 1, "partition {p}: a gap after offset {}", pair[0].0);
+        }
+        for (offset, value) in log {
+            assert!(seen.insert(value.clone()), "{value} is in the log twice (partition {p}, offset {offset})");
+        }
+    }
+    let at: HashMap<(u32, u64), &String> = reference
+        .iter()
+        .enumerate()
+        .flat_map(|(p, log)| log.iter().map(move |(o, v)| ((p as u32, *o), v)))
+        .collect();
+    for (value, (p, offset)) in &all_acked {
+        assert_eq!(
+            at.get(&(*p, *offset)).map(|v| v.as_str()),
+            Some(value.as_str()),
+            "acknowledged {value} at partition {p} offset {offset} is not there"
+        );
+        checked += 1;
+    }
+    assert!(regressions.is_empty(), "high watermarks went back: {regressions:?}");
+    assert!(checked > 100, "only {checked} acknowledged records: the writers barely ran");
+    let records: usize = reference.iter().map(Vec::len).sum();
+    eprintln!(
+        "nemesis seed {seed}: {faults} faults, {checked} acknowledged records checked \
+         ({} HTTP/gRPC, {} Kafka; {} indeterminate writes), {records} records in the log, \
+         {samples} high-watermark samples, failovers {failovers:?}; 0 anomalies",
+        ledger.acked.len(),
+        kafka_acked.len(),
+        ledger.indeterminate,
+    );
+    for line in &schedule {
+        eprintln!("  {line}");
+    }
+}
