@@ -79,6 +79,11 @@ pub(crate) struct PartitionProducers {
 }
 
 impl PartitionProducers {
+    /// What the state knows of one producer, for logs.
+    pub fn describe(&self, producer_id: i64) -> String {
+        format!("{:?}", self.producers.get(&producer_id))
+    }
+
     /// Whether the state is current for `partition` as it is now.
     pub fn is_current(&self, partition: &strata_log::Partition) -> bool {
         self.loaded && self.loaded_epoch == partition.last_epoch()

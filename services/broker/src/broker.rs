@@ -373,7 +373,7 @@ impl Broker {
             if acks == Acks::Fsync {
                 self.check_in_sync(&p)?;
             }
-            logs.push((partition, p.clone()));
+            logs.push((partition, p.clone(), p.last_epoch()));
             jobs.push((partition, indices, p, batch));
         }
 
@@ -385,9 +385,10 @@ impl Broker {
         for (partition, indices, result) in append_all(jobs, options).await? {
             let appended = result.map_err(from_log)?;
             if acks == Acks::Fsync
-                && let Some((_, p)) = logs.iter().find(|(n, _)| *n == partition)
+                && let Some((_, p, epoch)) = logs.iter().find(|(n, _, _)| *n == partition)
             {
-                self.await_replicated(p, appended.next_offset).await?;
+                self.await_replicated(p, *epoch, appended.next_offset)
+                    .await?;
             }
             for (position, index) in (0u64..).zip(indices) {
                 if let Some(slot) = out.get_mut(index) {
@@ -427,9 +428,11 @@ impl Broker {
             durability: Some(durability(acks)),
             ..AppendOptions::default()
         };
+        let epoch = p.last_epoch();
         let appended = p.append(&batch[..], options).await.map_err(from_log)?;
         if acks == Acks::Fsync {
-            self.await_replicated(&p, appended.next_offset).await?;
+            self.await_replicated(&p, epoch, appended.next_offset)
+                .await?;
         }
         let bytes = records.iter().map(records::record_size).sum();
         metrics::produced(tenant, records.len(), bytes, started);

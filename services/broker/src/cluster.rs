@@ -7,10 +7,10 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use strata_api::{ApiError, ErrorCode};
 
-use crate::replication::{ReplicaAssignment, ReplicaChannel};
 use crate::broker::{
     Acks, AppendResult, PartitionDescription, ProduceRecord, ReadRequest, ReadResult,
 };
+use crate::replication::{ReplicaAssignment, ReplicaChannel};
 
 /// A broker as clients reach it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,7 +104,12 @@ pub trait ClusterView: Send + Sync + 'static {
         Vec::new()
     }
     /// Records the in-sync replicas of a partition this node leads at `epoch`.
-    async fn report_isr(&self, _partition_key: &str, _epoch: u64, _isr: Vec<u64>) -> Result<(), ApiError> {
+    async fn report_isr(
+        &self,
+        _partition_key: &str,
+        _epoch: u64,
+        _isr: Vec<u64>,
+    ) -> Result<(), ApiError> {
         Ok(())
     }
     /// Opens the replication stream to node `leader`.

@@ -14,11 +14,20 @@ use tracing::{info, warn};
 
 use crate::machine::ClusterState;
 use crate::node::MetaNode;
-use crate::placement::{LIVENESS_LEASE_MS, is_live_broker};
+use crate::placement::is_live_broker;
 use crate::types::{Command, NodeId};
 
 /// How long a replica may take to answer an election.
 const POSITION_TIMEOUT: Duration = Duration::from_millis(800);
+
+/// How long a leader whose lease lapsed may take to answer "are you there".
+/// Leases lapse for live brokers too (a new metadata leader has heard no
+/// heartbeat yet): a leader that answers keeps its partitions.
+const PING_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// A leader that answers but has not renewed its lease for this long is
+/// cut off from the metadata group: it is replaced all the same.
+const CUT_OFF_MS: i64 = 5_000;
 
 /// A partition whose leader lost its lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +35,8 @@ pub struct Vacancy {
     pub partition: String,
     pub epoch: u64,
     pub leader: NodeId,
+    /// How long ago the leader last renewed its lease (`None`: never known).
+    pub lapsed_ms: Option<i64>,
     /// `(node, peer address)` of every replica, the old leader included
     /// (if it answers, it is alive after all and may lead again).
     pub replicas: Vec<(NodeId, String)>,
@@ -47,6 +58,10 @@ pub fn vacancies(state: &ClusterState, now_ms: i64) -> Vec<Vacancy> {
             partition: key.clone(),
             epoch: a.leader_epoch,
             leader: a.leader,
+            lapsed_ms: state
+                .brokers
+                .get(&a.leader)
+                .map(|b| now_ms - b.last_heartbeat_ms),
             replicas: a
                 .replicas
                 .iter()
@@ -59,51 +74,37 @@ pub fn vacancies(state: &ClusterState, now_ms: i64) -> Vec<Vacancy> {
         .collect()
 }
 
-/// Runs the elections on the metadata leader.
-pub struct Elections {
-    /// The Raft term this node leads and since when: leases are judged only
-    /// a lease after taking over, since heartbeats could not be written
-    /// while there was no leader.
-    leading_since: Option<(u64, Instant)>,
+/// One round on the metadata leader: elects a leader for every replicated
+/// partition whose leader lost its lease and does not answer.
+pub async fn round(node: &MetaNode, now_ms: i64) {
+    if node.status().leader != Some(node.id()) {
+        return;
+    }
+    let vacant = node.read(|s| vacancies(s, now_ms));
+    join_all(vacant.into_iter().map(|v| elect(node, v))).await;
 }
 
-impl Default for Elections {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Elections {
-    pub fn new() -> Elections {
-        Elections {
-            leading_since: None,
-        }
-    }
-
-    /// One round: elects a leader for every partition whose leader lapsed.
-    pub async fn round(&mut self, node: &MetaNode, now_ms: i64) {
-        let status = node.status();
-        if status.leader != Some(node.id()) {
-            self.leading_since = None;
-            return;
-        }
-        let since = match self.leading_since {
-            Some((term, at)) if term == status.term => at,
-            _ => {
-                let at = Instant::now();
-                self.leading_since = Some((status.term, at));
-                at
-            }
-        };
-        if since.elapsed() < Duration::from_millis(LIVENESS_LEASE_MS as u64) {
-            return;
-        }
-        let vacant = node.read(|s| vacancies(s, now_ms));
-        join_all(vacant.into_iter().map(|v| elect(node, v))).await;
-    }
+/// Whether the partition's leader answers (a query that fences nothing).
+async fn answers(vacancy: &Vacancy) -> bool {
+    let Some((_, addr)) = vacancy
+        .replicas
+        .iter()
+        .find(|(id, _)| *id == vacancy.leader)
+    else {
+        return false;
+    };
+    let Ok(peer) = crate::network::Peer::new(addr) else {
+        return false;
+    };
+    peer.replica_position(&vacancy.partition, 0, PING_TIMEOUT)
+        .await
+        .is_ok()
 }
 
 async fn elect(node: &MetaNode, vacancy: Vacancy) {
+    if vacancy.lapsed_ms.is_some_and(|l| l < CUT_OFF_MS) && answers(&vacancy).await {
+        return;
+    }
     let started = Instant::now();
     let next = vacancy.epoch + 1;
     let asks = vacancy.replicas.iter().map(|(id, addr)| {

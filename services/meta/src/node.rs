@@ -55,8 +55,10 @@ impl MetaConfig {
             bootstrap: BTreeMap::new(),
             join: None,
             voter: true,
-            heartbeat_interval: Duration::from_millis(150),
-            election_timeout: Duration::from_millis(600),
+            // A dead metadata leader is replaced within about a second:
+            // partition failover waits on it when the two coincide.
+            heartbeat_interval: Duration::from_millis(100),
+            election_timeout: Duration::from_millis(500),
             snapshot_every: 5000,
         }
     }

@@ -71,7 +71,9 @@ pub(crate) fn serve_stream(
             };
             let reply = match serde_json::from_slice::<ReplicaFetch>(&frame.json) {
                 Ok(fetch) => encode_data(broker.serve_replica_fetch(fetch).await),
-                Err(e) => Err(Status::invalid_argument(format!("malformed replica fetch: {e}"))),
+                Err(e) => Err(Status::invalid_argument(format!(
+                    "malformed replica fetch: {e}"
+                ))),
             };
             if tx.send(reply).await.is_err() {
                 return;

@@ -61,10 +61,7 @@ impl Peer for PeerService {
         )))
     }
 
-    async fn replica_position(
-        &self,
-        req: Request<Envelope>,
-    ) -> Result<Response<Envelope>, Status> {
+    async fn replica_position(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
         let (partition, epoch): (String, u64) = decode(req)?;
         let result = match self.broker.get() {
             Some(broker) => broker.replica_position(&partition, epoch).await,

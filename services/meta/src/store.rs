@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use strata_api::{ApiError, ErrorCode};
+use strata_broker::replication::{ReplicaAssignment, ReplicaChannel};
 use strata_broker::{
     BrokerEndpoint, ChangeOutcome, ClusterView, MetadataBackend, MetadataChange, MetadataState,
     PartitionOp, PartitionReply,
 };
-use strata_broker::replication::{ReplicaAssignment, ReplicaChannel};
 
 use crate::node::MetaNode;
 use crate::placement;
@@ -122,7 +122,12 @@ impl ClusterView for RaftClusterView {
         })
     }
 
-    async fn report_isr(&self, partition_key: &str, epoch: u64, isr: Vec<u64>) -> Result<(), ApiError> {
+    async fn report_isr(
+        &self,
+        partition_key: &str,
+        epoch: u64,
+        isr: Vec<u64>,
+    ) -> Result<(), ApiError> {
         self.node
             .write(Command::UpdateIsr {
                 partition: partition_key.to_string(),

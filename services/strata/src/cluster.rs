@@ -20,6 +20,9 @@ use crate::config::ClusterSettings;
 pub const HEARTBEAT_INTERVAL: Duration =
     Duration::from_millis(strata_meta::placement::HEARTBEAT_INTERVAL_MS);
 
+/// Longest one heartbeat write may take.
+const HEARTBEAT_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// How often the metadata leader looks for partitions whose leader is gone.
 const ELECTION_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -182,9 +185,12 @@ pub fn spawn_heartbeats(
                 info.last_heartbeat_ms = now_ms();
                 Command::RegisterBroker { broker: info }
             };
-            match node.write(command).await {
-                Ok(_) => registered = true,
-                Err(e) => warn!(error = %e.message, "cannot renew this broker's liveness"),
+            // Bounded: a heartbeat stuck behind a metadata election must not
+            // keep the next one from being sent.
+            match tokio::time::timeout(HEARTBEAT_WRITE_TIMEOUT, node.write(command)).await {
+                Ok(Ok(_)) => registered = true,
+                Ok(Err(e)) => warn!(error = %e.message, "cannot renew this broker's liveness"),
+                Err(_) => warn!("renewing this broker's liveness timed out"),
             }
             if in_cluster && node.status().leader == Some(node.id()) {
                 place_unassigned(&node).await;
@@ -212,7 +218,6 @@ async fn place_unassigned(node: &MetaNode) {
 /// whose leader lost its lease (see `strata_meta::election`).
 pub fn spawn_elections(node: Arc<MetaNode>, shutdown: CancellationToken) {
     tokio::spawn(async move {
-        let mut elections = strata_meta::election::Elections::new();
         let mut tick = tokio::time::interval(ELECTION_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -220,7 +225,7 @@ pub fn spawn_elections(node: Arc<MetaNode>, shutdown: CancellationToken) {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            elections.round(&node, now_ms()).await;
+            strata_meta::election::round(&node, now_ms()).await;
         }
     });
 }

@@ -90,7 +90,11 @@ async fn status(http: &reqwest::Client, addr: &str) -> Option<Value> {
 }
 
 /// `(leader, replicas, isr)` of partition `p` of the topic, as `addr` sees it.
-async fn assignment(http: &reqwest::Client, addr: &str, p: u32) -> Option<(u64, Vec<u64>, Vec<u64>)> {
+async fn assignment(
+    http: &reqwest::Client,
+    addr: &str,
+    p: u32,
+) -> Option<(u64, Vec<u64>, Vec<u64>)> {
     let s = status(http, addr).await?;
     let ids = |v: &Value| -> Vec<u64> {
         v.as_array()
@@ -99,8 +103,15 @@ async fn assignment(http: &reqwest::Client, addr: &str, p: u32) -> Option<(u64, 
     };
     s["partitions"].as_array()?.iter().find_map(|e| {
         let key = e["partition"].as_str()?;
-        (key.starts_with(&format!("default/{TOPIC}/")) && key.ends_with(&format!("/{p}")))
-            .then(|| (e["leader"].as_u64().unwrap_or(0), ids(&e["replicas"]), ids(&e["isr"])))
+        (key.starts_with(&format!("default/{TOPIC}/")) && key.ends_with(&format!("/{p}"))).then(
+            || {
+                (
+                    e["leader"].as_u64().unwrap_or(0),
+                    ids(&e["replicas"]),
+                    ids(&e["isr"]),
+                )
+            },
+        )
     })
 }
 
@@ -236,7 +247,7 @@ async fn watermark_monitor(
             else {
                 continue;
             };
-            for entry in body["partitions"].as_array().into_iter().flatten() {
+            for entry in body["partition_info"].as_array().into_iter().flatten() {
                 let (Some(p), Some(end)) =
                     (entry["partition"].as_u64(), entry["end_offset"].as_u64())
                 else {
@@ -261,7 +272,10 @@ async fn read_partition(http: &reqwest::Client, addr: &str, p: u32) -> Vec<(u64,
     let mut offset = 0u64;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        assert!(Instant::now() < deadline, "reading partition {p} via {addr} took too long");
+        assert!(
+            Instant::now() < deadline,
+            "reading partition {p} via {addr} took too long"
+        );
         let resp = http
             .get(format!(
                 "http://{addr}/v1/tenants/default/topics/{TOPIC}/partitions/{p}/records?offset={offset}&max_records=1000"
@@ -309,7 +323,13 @@ async fn wait_fully_replicated(http: &reqwest::Client, cluster: &Cluster) {
         if full == PARTITIONS {
             return;
         }
-        assert!(Instant::now() < deadline, "partitions never got three in-sync replicas");
+        if Instant::now() >= deadline {
+            let mut seen = Vec::new();
+            for p in 0..PARTITIONS {
+                seen.push(assignment(http, &addr, p).await);
+            }
+            panic!("partitions never got three in-sync replicas: {seen:?}");
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -328,25 +348,34 @@ async fn roles(http: &reqwest::Client, cluster: &Cluster, p: u32) -> Option<(u64
 
 /// How long, after `since`, until an HTTP write to partition `p` through a
 /// surviving node is acknowledged.
-async fn first_ack_after(http: &reqwest::Client, addrs: &[String], p: u32, since: Instant) -> Duration {
+async fn first_ack_after(
+    http: &reqwest::Client,
+    addrs: &[String],
+    p: u32,
+    since: Instant,
+) -> Duration {
     let deadline = since + Duration::from_secs(30);
     let mut i = 0;
     loop {
         let addr = &addrs[i % addrs.len()];
         i += 1;
-        let ok = http
+        let resp = http
             .post(format!(
                 "http://{addr}/v1/tenants/default/topics/{TOPIC}/partitions/{p}/records"
             ))
             .json(&json!({ "records": [{ "value": format!("probe-{i}") }] }))
             .timeout(Duration::from_secs(2))
             .send()
-            .await
-            .is_ok_and(|r| r.status().is_success());
-        if ok {
-            return since.elapsed();
+            .await;
+        match resp {
+            Ok(r) if r.status().is_success() => return since.elapsed(),
+            // The old leader's address, a leader still taking over: retry.
+            _ => {}
         }
-        assert!(Instant::now() < deadline, "no write to partition {p} acknowledged within 30 s");
+        assert!(
+            Instant::now() < deadline,
+            "no write to partition {p} acknowledged within 30 s"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -393,7 +422,10 @@ async fn acknowledged_records_survive_a_nemesis() {
     // Small segments with a short local retention: offload and local
     // release run on leaders and followers throughout.
     let resp = http
-        .post(format!("http://{}/v1/tenants/default/topics", cluster.node(1).api_addr))
+        .post(format!(
+            "http://{}/v1/tenants/default/topics",
+            cluster.node(1).api_addr
+        ))
         .json(&json!({
             "name": TOPIC,
             "partitions": PARTITIONS,
@@ -418,7 +450,11 @@ async fn acknowledged_records_survive_a_nemesis() {
             stop.clone(),
         )));
     }
-    writers.push(tokio::spawn(grpc_writer(addrs.clone(), ledger.clone(), stop.clone())));
+    writers.push(tokio::spawn(grpc_writer(
+        addrs.clone(),
+        ledger.clone(),
+        stop.clone(),
+    )));
     let monitor = tokio::spawn(watermark_monitor(http.clone(), addrs.clone(), stop.clone()));
 
     // The idempotent librdkafka producer: its own acknowledgements, in its own ledger.
@@ -433,16 +469,31 @@ async fn acknowledged_records_survive_a_nemesis() {
         let count = 150 * (rounds as u32 * 5 + 4);
         let mut child = Command::new("python3")
             .arg(program)
-            .args([&bootstrap.join(","), TOPIC, &PARTITIONS.to_string(), &count.to_string(), "150"])
+            .args([
+                &bootstrap.join(","),
+                TOPIC,
+                &PARTITIONS.to_string(),
+                &count.to_string(),
+                "150",
+            ])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start the Kafka producer");
-        let stdout = child.stdout.take().expect("stdout");
+        let (stdout, stderr) = (
+            child.stdout.take().expect("stdout"),
+            child.stderr.take().expect("stderr"),
+        );
         let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let errors = tx.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 let _ = tx.send(line);
+            }
+        });
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = errors.send(format!("STDERR {line}"));
             }
         });
         (child, rx)
@@ -461,18 +512,24 @@ async fn acknowledged_records_survive_a_nemesis() {
         let started = Instant::now();
         match action {
             0 => {
-                schedule.push(format!("round {round}: SIGKILL leader {leader} of partition {p}"));
+                schedule.push(format!(
+                    "round {round}: SIGKILL leader {leader} of partition {p}"
+                ));
                 cluster.kill(leader);
                 *addrs.lock().unwrap() = addrs_of(&cluster);
                 let survivors = addrs_of(&cluster);
                 let took = first_ack_after(&http, &survivors, p, started).await;
                 failovers.push(took);
-                schedule.push(format!("  first acknowledged write on the new leader after {took:?}"));
+                schedule.push(format!(
+                    "  first acknowledged write on the new leader after {took:?}"
+                ));
                 tokio::time::sleep(Duration::from_millis(500 + rng.below(1500))).await;
                 cluster.restart(leader);
             }
             1 => {
-                schedule.push(format!("round {round}: SIGKILL follower {follower} of partition {p}"));
+                schedule.push(format!(
+                    "round {round}: SIGKILL follower {follower} of partition {p}"
+                ));
                 cluster.kill(follower);
                 *addrs.lock().unwrap() = addrs_of(&cluster);
                 tokio::time::sleep(Duration::from_millis(1000 + rng.below(2000))).await;
@@ -513,22 +570,40 @@ async fn acknowledged_records_survive_a_nemesis() {
     let (samples, regressions) = monitor.await.unwrap();
 
     let mut kafka_acked: BTreeMap<(u32, u64), String> = BTreeMap::new();
+    let mut producer_failure = None;
     if let Some((mut child, rx)) = producer.take() {
         let deadline = Instant::now() + Duration::from_secs(180);
         let status = loop {
             if let Some(status) = child.try_wait().expect("producer status") {
                 break status;
             }
-            assert!(Instant::now() < deadline, "the Kafka producer did not finish");
+            assert!(
+                Instant::now() < deadline,
+                "the Kafka producer did not finish"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
         let lines: Vec<String> = rx.try_iter().collect();
-        assert!(status.success(), "Kafka producer failed: {:?}", lines.iter().rev().take(5).collect::<Vec<_>>());
+        if !status.success() {
+            let tail: Vec<&String> = lines
+                .iter()
+                .filter(|l| !l.starts_with("ACK"))
+                .rev()
+                .take(20)
+                .collect();
+            // Checked last: first see whether what it was told is in the log.
+            producer_failure = Some(format!("Kafka producer failed ({status}): {tail:?}"));
+        }
         for line in &lines {
             let parts: Vec<&str> = line.split(' ').collect();
             if let ["ACK", p, o, v] = parts.as_slice() {
-                let previous = kafka_acked.insert((p.parse().unwrap(), o.parse().unwrap()), v.to_string());
-                assert!(previous.is_none(), "two acknowledgements for one offset: {line}");
+                // (FAIL lines: not acknowledged, nothing to check.)
+                let previous =
+                    kafka_acked.insert((p.parse().unwrap(), o.parse().unwrap()), v.to_string());
+                assert!(
+                    previous.is_none(),
+                    "two acknowledgements for one offset: {line}"
+                );
             }
         }
     }
@@ -545,7 +620,10 @@ async fn acknowledged_records_survive_a_nemesis() {
         let via_first = read_partition(&http, &cluster.node(1).api_addr, p).await;
         for id in [2u64, 3] {
             let other = read_partition(&http, &cluster.node(id).api_addr, p).await;
-            assert_eq!(other, via_first, "partition {p}: node {id} serves another log than node 1");
+            assert_eq!(
+                other, via_first,
+                "partition {p}: node {id} serves another log than node 1"
+            );
         }
         reference.push(via_first);
     }
@@ -553,10 +631,18 @@ async fn acknowledged_records_survive_a_nemesis() {
     let mut seen = HashSet::new();
     for (p, log) in reference.iter().enumerate() {
         for pair in log.windows(2) {
-            assert_eq!(pair[1].0, pair[0].0 + 1, "partition {p}: a gap after offset {}", pair[0].0);
+            assert_eq!(
+                pair[1].0,
+                pair[0].0 + 1,
+                "partition {p}: a gap after offset {}",
+                pair[0].0
+            );
         }
         for (offset, value) in log {
-            assert!(seen.insert(value.clone()), "{value} is in the log twice (partition {p}, offset {offset})");
+            assert!(
+                seen.insert(value.clone()),
+                "{value} is in the log twice (partition {p}, offset {offset})"
+            );
         }
     }
     let at: HashMap<(u32, u64), &String> = reference
@@ -565,6 +651,28 @@ async fn acknowledged_records_survive_a_nemesis() {
         .flat_map(|(p, log)| log.iter().map(move |(o, v)| ((p as u32, *o), v)))
         .collect();
     for (value, (p, offset)) in &all_acked {
+        if at.get(&(*p, *offset)).map(|v| v.as_str()) != Some(value.as_str()) {
+            let same: Vec<&String> = all_acked
+                .iter()
+                .filter(|(_, po)| **po == (*p, *offset))
+                .map(|(v, _)| v)
+                .collect();
+            let near: Vec<_> = reference[*p as usize]
+                .iter()
+                .filter(|(o, _)| o + 3 >= *offset && *o <= offset + 3)
+                .collect();
+            eprintln!(
+                "acknowledged at {p}/{offset}: {same:?}; the log there: {near:?}; where else: {:?}",
+                reference
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(q, l)| l
+                        .iter()
+                        .filter(|(_, v)| v == value)
+                        .map(move |(o, _)| (q, *o)))
+                    .collect::<Vec<_>>()
+            );
+        }
         assert_eq!(
             at.get(&(*p, *offset)).map(|v| v.as_str()),
             Some(value.as_str()),
@@ -572,8 +680,17 @@ async fn acknowledged_records_survive_a_nemesis() {
         );
         checked += 1;
     }
-    assert!(regressions.is_empty(), "high watermarks went back: {regressions:?}");
-    assert!(checked > 100, "only {checked} acknowledged records: the writers barely ran");
+    assert!(
+        regressions.is_empty(),
+        "high watermarks went back: {regressions:?}"
+    );
+    if let Some(failure) = producer_failure {
+        panic!("{failure}");
+    }
+    assert!(
+        checked > 100,
+        "only {checked} acknowledged records: the writers barely ran"
+    );
     let records: usize = reference.iter().map(Vec::len).sum();
     eprintln!(
         "nemesis seed {seed}: {faults} faults, {checked} acknowledged records checked \

@@ -306,12 +306,15 @@ impl Partition {
     }
 
     pub fn offsets(&self) -> PartitionOffsets {
+        // Never hold the watch's lock and the state's together: the
+        // publisher takes the state's, then the watch's.
+        let high_watermark = self.high_watermark();
         let state = self.inner.state.read();
         PartitionOffsets {
             log_start: state.meta.log_start,
             local_start: state.meta.local_start,
             end: state.meta.next_offset,
-            high_watermark: (*self.inner.high_watermark.borrow()).min(state.meta.next_offset),
+            high_watermark: high_watermark.min(state.meta.next_offset),
         }
     }
 
@@ -321,6 +324,9 @@ impl Partition {
     }
 
     /// Follows the high watermark: wakes readers when more becomes visible.
+    /// A value borrowed from the receiver holds the watch's lock, which the
+    /// log's publisher takes while it holds the partition's state: copy it
+    /// out before calling anything else on the partition.
     pub fn watch_high_watermark(&self) -> watch::Receiver<u64> {
         self.inner.high_watermark.subscribe()
     }
@@ -606,7 +612,13 @@ impl Partition {
         max_bytes: usize,
         max_offset: Option<u64>,
     ) -> Result<ReadBatches> {
-        let plan = read::plan_read(&self.shared.files, &self.inner, offset, max_bytes, max_offset)?;
+        let plan = read::plan_read(
+            &self.shared.files,
+            &self.inner,
+            offset,
+            max_bytes,
+            max_offset,
+        )?;
         if plan.in_memory() {
             return read::execute_read(&self.shared.files, &self.inner, plan);
         }

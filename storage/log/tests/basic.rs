@@ -283,7 +283,10 @@ async fn epochs_begin_empty_and_replicas_keep_a_high_watermark() {
         let refused = p
             .append(batch(&["d"], 3).as_ref(), AppendOptions::default())
             .await;
-        assert!(matches!(refused, Err(LogError::NotLeader(_))), "{refused:?}");
+        assert!(
+            matches!(refused, Err(LogError::NotLeader(_))),
+            "{refused:?}"
+        );
         p.truncate(2).await.unwrap();
         assert_eq!(p.high_watermark(), 2, "a truncation lowers it");
         // A cut at 2 drops the epochs that start at or after it (3 did); a
@@ -296,5 +299,8 @@ async fn epochs_begin_empty_and_replicas_keep_a_high_watermark() {
     let p = log.partition("default/r/0").unwrap();
     assert_eq!(p.last_epoch(), Some(4), "an empty epoch survives a reopen");
     assert_eq!(p.offsets().end, 2);
-    assert!(!p.is_follower(), "roles are not persisted: the broker sets them");
+    assert!(
+        !p.is_follower(),
+        "roles are not persisted: the broker sets them"
+    );
 }

@@ -254,13 +254,16 @@ async fn produce_partition(
     if all && let Err(e) = shared.broker.check_in_sync(&partition) {
         return ready(Err(from_api(&e)));
     }
+    // The epoch the append will carry, to tell it from a new leader's
+    // records at the same offsets once replicated (see Broker::await_replicated).
+    let epoch = partition.last_epoch();
     let Some(producer) = producer else {
         return match partition.enqueue_append(records, options) {
             Ok(acked) => {
                 let shared = shared.clone();
                 Box::pin(async move {
                     let result = acked.await;
-                    replicated(&shared, &partition, all, result, size).await
+                    replicated(&shared, &partition, all, epoch, result, size).await
                 })
             }
             Err(e) => ready(Err(from_log(e))),
@@ -285,20 +288,37 @@ async fn produce_partition(
         return ready(Err(from_log(e)));
     }
     match state.check(producer) {
-        SequenceCheck::Refuse(code) => ready(refuse(
-            code,
-            format!(
-                "producer {} epoch {} sequence {} refused",
-                producer.producer_id, producer.epoch, producer.first_sequence
-            ),
-        )),
+        SequenceCheck::Refuse(code) => {
+            tracing::warn!(
+                partition = partition.key(),
+                producer = producer.producer_id,
+                epoch = producer.epoch,
+                first = producer.first_sequence,
+                last = producer.last_sequence,
+                code,
+                state = ?state.describe(producer.producer_id),
+                "idempotent batch refused"
+            );
+            ready(refuse(
+                code,
+                format!(
+                    "producer {} epoch {} sequence {} refused",
+                    producer.producer_id, producer.epoch, producer.first_sequence
+                ),
+            ))
+        }
         SequenceCheck::Duplicate { base_offset } => {
             // A retry of a batch already in the log: acknowledged once a
             // majority holds it (a high watermark past its base offset is
             // past all of it: the watermark moves by whole batches).
             let (shared, offset) = (shared.clone(), base_offset.max(0) as u64);
+            let epoch = partition.epoch_at(offset);
             Box::pin(async move {
-                if all && let Err(e) = shared.broker.await_replicated(&partition, offset + 1).await
+                if all
+                    && let Err(e) = shared
+                        .broker
+                        .await_replicated(&partition, epoch, offset + 1)
+                        .await
                 {
                     return Err(from_api(&e));
                 }
@@ -324,7 +344,7 @@ async fn produce_partition(
                     };
                     // The sequence is taken once the batch is in the leader's
                     // log; later batches need not wait for its replication.
-                    replicated(&shared, &partition, all, result, size).await
+                    replicated(&shared, &partition, all, epoch, result, size).await
                 })
             }
             Err(e) => ready(Err(from_log(e))),
@@ -337,12 +357,16 @@ async fn replicated(
     shared: &Shared,
     partition: &Partition,
     all: bool,
+    epoch: Option<i32>,
     result: Result<Appended, LogError>,
     size: (usize, u64),
 ) -> Outcome {
     if all
         && let Ok(a) = &result
-        && let Err(e) = shared.broker.await_replicated(partition, a.next_offset).await
+        && let Err(e) = shared
+            .broker
+            .await_replicated(partition, epoch, a.next_offset)
+            .await
     {
         return Err(from_api(&e));
     }

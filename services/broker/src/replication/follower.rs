@@ -61,7 +61,12 @@ pub(super) async fn fetch_from(broker: Weak<Broker>, leader: u64) {
                 let mut refused = false;
                 for (part, (key, epoch)) in data.partitions.into_iter().zip(sent) {
                     if part.key != key {
-                        warn!(leader, expected = key, got = part.key, "replica data out of order");
+                        warn!(
+                            leader,
+                            expected = key,
+                            got = part.key,
+                            "replica data out of order"
+                        );
                         break;
                     }
                     refused |= matches!(part.outcome, FetchOutcome::NotLeader { .. });
@@ -128,7 +133,9 @@ impl Broker {
         if !still || self.replication.fence(key).is_some_and(|f| f > epoch) {
             return;
         }
-        let Ok(p) = self.log.partition(key) else { return };
+        let Ok(p) = self.log.partition(key) else {
+            return;
+        };
         match data.outcome {
             FetchOutcome::Data => {
                 if !data.batches.is_empty()
@@ -164,9 +171,14 @@ impl Broker {
     /// Drops the local copy of a followed partition and starts it again at
     /// `offset` (what the leader keeps locally; the bucket has the rest).
     async fn reset_replica(&self, key: &str, offset: u64) {
-        let Ok(old) = self.log.partition(key) else { return };
+        let Ok(old) = self.log.partition(key) else {
+            return;
+        };
         let (config, log_start) = (old.segment_config(), old.offsets().log_start);
-        info!(partition = key, offset, "starting the local replica over from the leader");
+        info!(
+            partition = key,
+            offset, "starting the local replica over from the leader"
+        );
         if let Err(e) = self.log.delete_partition(key).await {
             warn!(partition = key, error = %e, "cannot drop the local replica");
             return;

@@ -210,7 +210,12 @@ impl Broker {
         }
     }
 
-    async fn serve_partition(&self, follower: u64, pf: &PartitionFetch, max_bytes: usize) -> PartitionData {
+    async fn serve_partition(
+        &self,
+        follower: u64,
+        pf: &PartitionFetch,
+        max_bytes: usize,
+    ) -> PartitionData {
         let refuse = |leader_epoch: Option<u64>| PartitionData {
             key: pf.key.clone(),
             outcome: FetchOutcome::NotLeader { leader_epoch },
@@ -243,7 +248,19 @@ impl Broker {
             FetchDecision::Serve => {
                 state.note_progress(follower, pf.fetch_offset, end);
                 if let Some(hw) = state.high_watermark(end) {
+                    let before = p.high_watermark();
                     data.high_watermark = p.advance_high_watermark(hw);
+                    if data.high_watermark > before {
+                        tracing::trace!(
+                            partition = pf.key,
+                            follower,
+                            fetch_offset = pf.fetch_offset,
+                            end,
+                            hw = data.high_watermark,
+                            epoch = state.epoch,
+                            "high watermark"
+                        );
+                    }
                 }
                 if pf.fetch_offset < end {
                     match p.read(pf.fetch_offset, max_bytes).await {

@@ -135,7 +135,10 @@ fn epoch_i32(epoch: u64) -> Result<i32> {
 impl Broker {
     /// Starts the task that keeps this node's replication roles in line with
     /// the metadata (cluster nodes only).
-    pub(crate) fn spawn_replication(self: &Arc<Self>, stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    pub(crate) fn spawn_replication(
+        self: &Arc<Self>,
+        stop: watch::Receiver<bool>,
+    ) -> JoinHandle<()> {
         let broker = Arc::downgrade(self);
         tokio::spawn(reconcile_loop(broker, stop))
     }
@@ -175,7 +178,12 @@ impl Broker {
                 if !follows {
                     p.set_follower(true);
                     p.set_replicated(true);
-                    info!(partition = a.key, leader = a.leader, epoch = a.leader_epoch, "following");
+                    info!(
+                        partition = a.key,
+                        leader = a.leader,
+                        epoch = a.leader_epoch,
+                        "following"
+                    );
                     self.replication.roles.lock().insert(
                         a.key.clone(),
                         Role::Follower {
@@ -207,7 +215,9 @@ impl Broker {
             })
             .collect();
         for (key, state) in led {
-            let Ok(p) = self.log.partition(&key) else { continue };
+            let Ok(p) = self.log.partition(&key) else {
+                continue;
+            };
             let Some(isr) = state.isr_to_report(p.offsets().end) else {
                 continue;
             };
@@ -271,9 +281,9 @@ impl Broker {
         let mut fetchers = self.replication.fetchers.lock();
         fetchers.retain(|_, task| !task.is_finished());
         for leader in leaders {
-            fetchers
-                .entry(leader)
-                .or_insert_with(|| tokio::spawn(follower::fetch_from(Arc::downgrade(self), leader)));
+            fetchers.entry(leader).or_insert_with(|| {
+                tokio::spawn(follower::fetch_from(Arc::downgrade(self), leader))
+            });
         }
     }
 
@@ -284,7 +294,9 @@ impl Broker {
         let p = self.log.partition(key).map_err(from_log)?;
         {
             let mut fences = self.replication.fences.lock();
-            let entry = fences.entry(key.to_string()).or_insert((epoch, Instant::now()));
+            let entry = fences
+                .entry(key.to_string())
+                .or_insert((epoch, Instant::now()));
             if epoch >= entry.0 {
                 *entry = (epoch, Instant::now());
             }
@@ -294,29 +306,41 @@ impl Broker {
         {
             p.set_follower(true);
             self.replication.roles.lock().remove(key);
-            warn!(partition = key, epoch, "a newer leader is being elected: no more writes here");
+            warn!(
+                partition = key,
+                epoch, "a newer leader is being elected: no more writes here"
+            );
         }
         Ok(PositionReply {
             position: position_of(&p),
         })
     }
 
-    /// Waits until a write that ends at `next_offset` is held by a majority
-    /// of the partition's replicas (acks=all); at once for a partition with
-    /// one replica. Fails with a retryable `replication_timeout`.
-    pub async fn await_replicated(&self, p: &Partition, next_offset: u64) -> Result<()> {
+    /// Waits until a write that ends at `next_offset`, appended while the
+    /// partition's newest epoch was `epoch` (read just before the append),
+    /// is held by a majority of the partition's replicas (acks=all); at once
+    /// for a partition with one replica. Fails with a retryable
+    /// `replication_timeout`, or `not_leader` when this node lost the
+    /// leadership meanwhile and its write was replaced: a deposed leader
+    /// truncates its unreplicated suffix and takes the new leader's records
+    /// at the same offsets, which moves its high watermark past them too.
+    pub async fn await_replicated(
+        &self,
+        p: &Partition,
+        epoch: Option<i32>,
+        next_offset: u64,
+    ) -> Result<()> {
         if !p.is_replicated() {
             return Ok(());
         }
         let mut hw = p.watch_high_watermark();
-        let waited = tokio::time::timeout(
-            self.config.replication_timeout,
-            hw.wait_for(|h| *h >= next_offset),
-        )
+        // The borrowed value is dropped at once (see watch_high_watermark).
+        let waited = tokio::time::timeout(self.config.replication_timeout, async {
+            hw.wait_for(|h| *h >= next_offset).await.map(|h| *h)
+        })
         .await;
-        match waited {
-            Ok(Ok(_)) => Ok(()),
-            _ => Err(ApiError::new(
+        if !matches!(waited, Ok(Ok(_))) {
+            return Err(ApiError::new(
                 ErrorCode::ReplicationTimeout,
                 format!(
                     "offsets up to {next_offset} of partition {} are written on the leader, but a \
@@ -324,8 +348,23 @@ impl Broker {
                     p.key(),
                     self.config.replication_timeout
                 ),
-            )),
+            ));
         }
+        // Batches of one epoch come from its one leader: the same epoch at
+        // the write's last offset means the same batch. (A log with no epoch
+        // yet stamps 0.)
+        let now = p.epoch_at(next_offset.saturating_sub(1));
+        if now != Some(epoch.unwrap_or(0)) {
+            return Err(ApiError::new(
+                ErrorCode::NotLeader,
+                format!(
+                    "partition {} changed leader while this write waited for its replicas, and \
+                     the write is not in the new leader's log; retry",
+                    p.key()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Refuses a write that asks for acks=all when too few replicas are in
@@ -401,7 +440,9 @@ async fn reconcile_loop(broker: Weak<Broker>, mut stop: watch::Receiver<bool>) {
         if *stop.borrow() {
             return;
         }
-        let Some(broker) = broker.upgrade() else { return };
+        let Some(broker) = broker.upgrade() else {
+            return;
+        };
         broker.reconcile_replicas().await;
     }
 }

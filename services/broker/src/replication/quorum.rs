@@ -20,7 +20,9 @@
 //!   of the replica set, so it holds every record a majority held.
 
 /// Where a replica's log ends, for comparing replicas at an election.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct LogPosition {
     /// The newest leader epoch in the log (-1: none yet).
     pub last_epoch: i32,

@@ -277,9 +277,8 @@ async fn upload(
     let skip_below = from > segment.base_offset;
     // Reading the local segment and building the object are blocking work.
     let object = tokio::task::spawn_blocking(move || {
-        let building = |e: &dyn std::fmt::Display| {
-            error(ErrorCode::Internal, "building a segment object", e)
-        };
+        let building =
+            |e: &dyn std::fmt::Display| error(ErrorCode::Internal, "building a segment object", e);
         let mut builder = SegmentBuilder::with_block_size(base, block_bytes);
         while let Some(chunk) = reader.next_chunk().map_err(from_log)? {
             if !skip_below {
