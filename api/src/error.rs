@@ -276,7 +276,12 @@ mod tests {
     #[test]
     fn bad_input_is_never_a_server_error() {
         for code in ErrorCode::ALL {
-            if code != ErrorCode::Internal && code != ErrorCode::Unavailable {
+            // The server's own state (a bug, a full disk, a leader change,
+            // too few replicas), never the request's: 5xx, and all but
+            // `internal` retryable.
+            if code.is_retryable() {
+                assert_eq!(code.http_status(), 503, "{code}");
+            } else if code != ErrorCode::Internal {
                 assert!(
                     code.http_status() < 500,
                     "{code} maps to {}",

@@ -245,6 +245,12 @@ impl Broker {
         }
     }
 
+    /// A partition's replicas (the leader first) and in-sync replicas, where
+    /// the metadata group assigned them; `None` on a single node.
+    pub fn replicas_of(&self, topic: &TopicMeta, partition: u32) -> Option<(Vec<u64>, Vec<u64>)> {
+        self.cluster.replicas(&partition_key(topic, partition))
+    }
+
     /// The node that coordinates consumer group `group` (Kafka's group
     /// coordinator): the same on every node, spread by the group's hash.
     pub fn group_coordinator(&self, group: &str) -> u64 {
@@ -373,7 +379,7 @@ impl Broker {
             if acks == Acks::Fsync {
                 self.check_in_sync(&p)?;
             }
-            logs.push((partition, p.clone(), p.last_epoch()));
+            logs.push((partition, p.clone()));
             jobs.push((partition, indices, p, batch));
         }
 
@@ -385,9 +391,9 @@ impl Broker {
         for (partition, indices, result) in append_all(jobs, options).await? {
             let appended = result.map_err(from_log)?;
             if acks == Acks::Fsync
-                && let Some((_, p, epoch)) = logs.iter().find(|(n, _, _)| *n == partition)
+                && let Some((_, p)) = logs.iter().find(|(n, _)| *n == partition)
             {
-                self.await_replicated(p, *epoch, appended.next_offset)
+                self.await_replicated(p, appended.leader_epoch, appended.next_offset)
                     .await?;
             }
             for (position, index) in (0u64..).zip(indices) {
@@ -428,10 +434,9 @@ impl Broker {
             durability: Some(durability(acks)),
             ..AppendOptions::default()
         };
-        let epoch = p.last_epoch();
         let appended = p.append(&batch[..], options).await.map_err(from_log)?;
         if acks == Acks::Fsync {
-            self.await_replicated(&p, epoch, appended.next_offset)
+            self.await_replicated(&p, appended.leader_epoch, appended.next_offset)
                 .await?;
         }
         let bytes = records.iter().map(records::record_size).sum();

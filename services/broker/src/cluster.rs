@@ -99,6 +99,11 @@ pub trait ClusterView: Send + Sync + 'static {
     fn leader(&self, partition_key: &str) -> Option<(u64, u64)>;
     /// Runs `op` on node `node_id`'s broker.
     async fn forward(&self, node_id: u64, op: PartitionOp) -> Result<PartitionReply, ApiError>;
+    /// A partition's replicas (the leader first) and its in-sync replicas as
+    /// the metadata records them; `None` where it has no assignment.
+    fn replicas(&self, _partition_key: &str) -> Option<(Vec<u64>, Vec<u64>)> {
+        None
+    }
     /// Every partition assignment (replicas, leader, epoch); empty for a single node.
     fn assignments(&self) -> Vec<ReplicaAssignment> {
         Vec::new()

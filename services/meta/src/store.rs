@@ -108,6 +108,14 @@ impl ClusterView for RaftClusterView {
         })
     }
 
+    fn replicas(&self, partition_key: &str) -> Option<(Vec<u64>, Vec<u64>)> {
+        self.node.read(|s| {
+            s.assignments
+                .get(partition_key)
+                .map(|a| (a.replicas.clone(), a.isr.clone()))
+        })
+    }
+
     fn assignments(&self) -> Vec<ReplicaAssignment> {
         self.node.read(|s| {
             s.assignments

@@ -64,6 +64,10 @@ pub struct ServerArgs {
     /// Longest a read may long-poll, e.g. `30s` [default: 30s].
     #[arg(long, env = "STRATA_MAX_WAIT", value_parser = humantime::parse_duration)]
     pub max_wait: Option<Duration>,
+    /// How long an acks=all write on a replicated partition waits for a
+    /// majority of its replicas before a retryable error [default: 5s].
+    #[arg(long, env = "STRATA_REPLICATION_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub replication_timeout: Option<Duration>,
     /// Object storage for sealed segments: `file:///DIR`, `s3://BUCKET[/PREFIX]`
     /// (credentials, region and endpoint from the AWS_* variables) [default: DATA_DIR/objects].
     #[arg(long, env = "STRATA_OBJECT_STORE")]
@@ -170,6 +174,7 @@ struct FileConfig {
     max_commit_bytes: Option<usize>,
     journal_file_bytes: Option<u64>,
     max_wait: Option<String>,
+    replication_timeout: Option<String>,
     object_store: Option<String>,
     offload_interval: Option<String>,
     offload_concurrency: Option<usize>,
@@ -312,6 +317,13 @@ impl ServerArgs {
         }
         if let Some(v) = duration(self.max_wait, "max_wait", &file.max_wait)? {
             broker.max_wait = v;
+        }
+        if let Some(v) = duration(
+            self.replication_timeout,
+            "replication_timeout",
+            &file.replication_timeout,
+        )? {
+            broker.replication_timeout = v;
         }
         let tier = &mut broker.tier;
         tier.object_store = self.object_store.or(file.object_store);

@@ -689,6 +689,10 @@ async fn kafka_clients_find_partition_leaders_through_any_node() {
         "-K:",
         "-X",
         "topic.partitioner=murmur2_random",
+        // Retries (a replication timeout on a loaded machine) must not
+        // write a record twice: the count is checked exactly below.
+        "-X",
+        "enable.idempotence=true",
         "-l",
         file,
     ])

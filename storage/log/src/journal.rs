@@ -105,6 +105,9 @@ pub struct Appended {
     pub next_offset: u64,
     /// Largest record timestamp among the appended batches.
     pub max_timestamp: i64,
+    /// The leader epoch the (last) appended batch carries: what a leader
+    /// checks later to tell its write from another leader's at the same offsets.
+    pub leader_epoch: i32,
 }
 
 pub(crate) struct AppendRequest {

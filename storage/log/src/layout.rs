@@ -179,6 +179,7 @@ impl PartitionLayout<'_> {
         let mut max_timestamp = -1;
         let mut at = 0usize;
         let mut epoch_changes = Vec::new();
+        let mut last_epoch = 0;
         for h in &request.headers {
             let len = h.total_len();
             let first = next;
@@ -194,6 +195,7 @@ impl PartitionLayout<'_> {
                 None => h.partition_leader_epoch,
             };
             next = first + h.last_offset_delta as u64 + 1;
+            last_epoch = batch_epoch;
             if self.view.last_epoch != Some(batch_epoch) {
                 epoch_changes.push(EpochStart {
                     epoch: batch_epoch,
@@ -218,6 +220,7 @@ impl PartitionLayout<'_> {
             base_offset: base,
             next_offset: next,
             max_timestamp,
+            leader_epoch: last_epoch,
         })
     }
 

@@ -308,6 +308,8 @@ impl MPart {
             log_start: self.log_start,
             local_start: self.local_start,
             end: self.end(),
+            // The model is never replicated: what is written is visible.
+            high_watermark: self.end(),
         }
     }
 

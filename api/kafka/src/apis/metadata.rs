@@ -96,17 +96,25 @@ pub(crate) async fn handle(
         .with_cluster_authorized_operations(OPERATIONS_UNKNOWN)
 }
 
-/// A topic's partitions, each with its leader as its only replica.
+/// A topic's partitions with their leaders, replicas and in-sync replicas
+/// (on a single node, the node itself is all three).
 fn describe(shared: &Shared, topic: &TopicMeta) -> MetadataResponseTopic {
     let partitions = (0..topic.partitions)
         .map(|p| {
             let leader = cluster::leader(shared, topic, p);
+            let (replicas, isr) = match shared.broker.replicas_of(topic, p) {
+                Some((replicas, isr)) if !replicas.is_empty() => (
+                    replicas.into_iter().map(cluster::broker_id).collect(),
+                    isr.into_iter().map(cluster::broker_id).collect(),
+                ),
+                _ => (vec![leader.id], vec![leader.id]),
+            };
             MetadataResponsePartition::default()
                 .with_partition_index(i32::try_from(p).unwrap_or(i32::MAX))
                 .with_leader_id(leader.id)
                 .with_leader_epoch(leader.epoch)
-                .with_replica_nodes(vec![leader.id])
-                .with_isr_nodes(vec![leader.id])
+                .with_replica_nodes(replicas)
+                .with_isr_nodes(isr)
         })
         .collect();
     MetadataResponseTopic::default()

@@ -254,16 +254,13 @@ async fn produce_partition(
     if all && let Err(e) = shared.broker.check_in_sync(&partition) {
         return ready(Err(from_api(&e)));
     }
-    // The epoch the append will carry, to tell it from a new leader's
-    // records at the same offsets once replicated (see Broker::await_replicated).
-    let epoch = partition.last_epoch();
     let Some(producer) = producer else {
         return match partition.enqueue_append(records, options) {
             Ok(acked) => {
                 let shared = shared.clone();
                 Box::pin(async move {
                     let result = acked.await;
-                    replicated(&shared, &partition, all, epoch, result, size).await
+                    replicated(&shared, &partition, all, result, size).await
                 })
             }
             Err(e) => ready(Err(from_log(e))),
@@ -312,7 +309,9 @@ async fn produce_partition(
             // majority holds it (a high watermark past its base offset is
             // past all of it: the watermark moves by whole batches).
             let (shared, offset) = (shared.clone(), base_offset.max(0) as u64);
-            let epoch = partition.epoch_at(offset);
+            // (The batch is in this log at this epoch now: a later truncation
+            // would change the epoch found there.)
+            let epoch = partition.epoch_at(offset).unwrap_or(-1);
             Box::pin(async move {
                 if all
                     && let Err(e) = shared
@@ -344,7 +343,7 @@ async fn produce_partition(
                     };
                     // The sequence is taken once the batch is in the leader's
                     // log; later batches need not wait for its replication.
-                    replicated(&shared, &partition, all, epoch, result, size).await
+                    replicated(&shared, &partition, all, result, size).await
                 })
             }
             Err(e) => ready(Err(from_log(e))),
@@ -357,7 +356,6 @@ async fn replicated(
     shared: &Shared,
     partition: &Partition,
     all: bool,
-    epoch: Option<i32>,
     result: Result<Appended, LogError>,
     size: (usize, u64),
 ) -> Outcome {
@@ -365,7 +363,7 @@ async fn replicated(
         && let Ok(a) = &result
         && let Err(e) = shared
             .broker
-            .await_replicated(partition, epoch, a.next_offset)
+            .await_replicated(partition, a.leader_epoch, a.next_offset)
             .await
     {
         return Err(from_api(&e));

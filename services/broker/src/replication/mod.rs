@@ -147,7 +147,17 @@ impl Broker {
     /// metadata says, and runs one fetcher per leader node it follows.
     pub(crate) async fn reconcile_replicas(self: &Arc<Self>) {
         let me = self.node_id();
-        for a in self.cluster.assignments() {
+        let assignments = self.cluster.assignments();
+        // A partition assigned here that the log lacks (a topic just created
+        // through another node) is created now, not at the next metadata
+        // sync, so its followers start replicating at once.
+        let missing = assignments
+            .iter()
+            .any(|a| a.replicas.contains(&me) && self.log.partition(&a.key).is_err());
+        if missing && let Err(e) = self.sync_with_metadata().await {
+            warn!(error = %e.message, "cannot create the partitions assigned here");
+        }
+        for a in assignments {
             let fenced = self
                 .replication
                 .fence(&a.key)
@@ -316,9 +326,8 @@ impl Broker {
         })
     }
 
-    /// Waits until a write that ends at `next_offset`, appended while the
-    /// partition's newest epoch was `epoch` (read just before the append),
-    /// is held by a majority of the partition's replicas (acks=all); at once
+    /// Waits until a write that ends at `next_offset`, whose batch carries
+    /// leader epoch `epoch` (`Appended::leader_epoch`), is held by a majority of the partition's replicas (acks=all); at once
     /// for a partition with one replica. Fails with a retryable
     /// `replication_timeout`, or `not_leader` when this node lost the
     /// leadership meanwhile and its write was replaced: a deposed leader
@@ -327,7 +336,7 @@ impl Broker {
     pub async fn await_replicated(
         &self,
         p: &Partition,
-        epoch: Option<i32>,
+        epoch: i32,
         next_offset: u64,
     ) -> Result<()> {
         if !p.is_replicated() {
@@ -351,10 +360,8 @@ impl Broker {
             ));
         }
         // Batches of one epoch come from its one leader: the same epoch at
-        // the write's last offset means the same batch. (A log with no epoch
-        // yet stamps 0.)
-        let now = p.epoch_at(next_offset.saturating_sub(1));
-        if now != Some(epoch.unwrap_or(0)) {
+        // the write's last offset means the same batch.
+        if p.epoch_at(next_offset.saturating_sub(1)) != Some(epoch) {
             return Err(ApiError::new(
                 ErrorCode::NotLeader,
                 format!(
