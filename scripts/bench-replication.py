@@ -210,7 +210,7 @@ def main():
     a = ap.parse_args()
     strata = os.path.abspath("target/release/strata")
     os.makedirs(a.dir, exist_ok=True)
-    root = tempfile.mkdtemp(dir=a.dir)
+    root = os.path.abspath(tempfile.mkdtemp(dir=a.dir))
     bucket = os.path.join(root, "bucket")
     single, cluster = None, []
     try:

@@ -2,32 +2,38 @@
 //!
 //! The rules in `strata_broker::replication::quorum` (high watermark, fetch
 //! decisions, leader choice) are what keep an acknowledged write alive
-//! through crashes and leader changes, and their failures only show in rare
-//! interleavings. This test runs them over in-memory replicas (3, and 5 for
-//! every fourth seed) that follow the protocol of `replication/{mod,leader,
-//! follower}.rs` and `strata-meta`'s elections, under a seeded schedule of
-//! client appends, fetches (requests and responses lost, reordered, late),
-//! crashes (logs durable; roles, fences, high watermarks and waiting clients
-//! lost), pauses, metadata reconciles and two-phase elections (positions
-//! asked first, the leader recorded later, as `strata-meta` does).
+//! through crashes and leader changes, and they fail only in interleavings
+//! that the cluster tests seldom reach. This drives the real functions over
+//! in-memory replicas (3, and 5 for every fourth seed) that follow the
+//! protocol of `replication/{mod,leader,follower}.rs` and `strata-meta`'s
+//! elections: client appends on whoever believes it leads; fetches over one
+//! stream per follower (one exchange at a time; requests and replies lost or
+//! late; a timed-out stream's reply never read); crashes (logs durable;
+//! roles, fences, follower progress and waiting clients lost; the high
+//! watermark back at the end offset, as a reopened `strata_log` partition
+//! has it); pauses; metadata reconciles that lag; fences that time out; and
+//! two-phase elections (positions asked, the leader recorded later). Each
+//! seed draws its own mix of these (swarm testing): some crash a lot, some
+//! barely at all.
 //!
 //! After every step it checks:
-//! 1. an acknowledged write is in the current leader's log once its high
-//!    watermark passes it (and in every log at the end);
-//! 2. a replica's high watermark only goes back when its log is truncated,
-//!    reset or it restarts;
+//! 1. an acknowledged write is in the current leader's log once that
+//!    leader's high watermark passes it;
+//! 2. a replica's high watermark goes back only when its log is truncated
+//!    or reset or it restarts (so never while it leads);
 //! 3. log matching: two logs with a batch at the same (offset, epoch) are
 //!    identical up to it;
-//! 4. at most one leader per epoch, and recorded epochs only increase;
-//! 5. what any leader's high watermark ever exposed never changes: each
-//!    log agrees with it below its own high watermark, and the current
-//!    leader holds all of it.
+//! 4. one leader per epoch, the recorded one, and epochs recorded in order;
+//! 5. what a leader's high watermark ever exposed never changes: a leader
+//!    agrees with it below its high watermark, the current leader holds it
+//!    all, and an acknowledged write is part of it.
 //!
-//! At the end of a seed everything heals and fetches run until the logs
-//! converge; every acknowledged batch must then be in every log, once, at
-//! its offsets. A failure names the seed and step; replay one seed with
-//! `STRATA_SIM_SEED=N cargo test -p strata-broker --test replication_sim`
-//! (its whole trace is printed), or run N seeds with `STRATA_SIM_SEEDS=N`.
+//! At the end of each seed everything heals, a leader is elected with every
+//! answer in, and fetches run until the logs converge: every acknowledged
+//! batch must then be in every log, once, at its offsets. A failure lists
+//! every failing seed and the first one's trace. Replay one seed (whole
+//! trace) with `STRATA_SIM_SEED=N cargo test -p strata-broker --test
+//! replication_sim`; run N seeds with `STRATA_SIM_SEEDS=N`.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -35,25 +41,27 @@ use strata_broker::replication::quorum::{self, FetchDecision, Lineage, LogPositi
 
 const STEPS: usize = 400;
 const SEEDS: u64 = 400;
-/// Most messages in flight between one follower and its leader.
+/// Most fetches and replies in flight on one follower's link.
 const IN_FLIGHT: usize = 4;
-/// Steps a client waits for its write to be replicated (the timeout).
+/// Steps a client waits for acks=all before it gives up (its timeout).
 const CLIENT_WAIT: usize = 60;
 
-/// A deliberately broken rule, to show the checks catch it.
+type Outcome = Result<(), String>;
+
+/// A deliberately broken rule, which the checks must catch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mutation {
-    /// Commit entries of older epochs (`epoch_start` = 0): Raft's figure 8.
+    /// Commit records of older epochs (`epoch_start` 0): Raft's figure 8.
     CommitOldEpochs,
     /// Elect whichever replica answered first.
     FirstAnswer,
-    /// Replies of fetches the follower gave up on still reach it, and it
-    /// sends without waiting for them (the follower code takes the stream
-    /// to answer the current fetch only).
+    /// Followers pipeline fetches and apply replies of streams they gave up
+    /// on (the follower code relies on a reply answering its current log).
     StaleReplies,
 }
 
-/// xorshift64*, seeded through splitmix64 so nearby seeds diverge at once.
+/// xorshift64*, seeded through splitmix64 so that nearby seeds differ.
+#[derive(Default)]
 struct Rng(u64);
 
 impl Rng {
@@ -77,7 +85,7 @@ impl Rng {
     }
 }
 
-/// One record batch: `id` names the client append that wrote it.
+/// A record batch; `id` names the client append that wrote it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Batch {
     base: u64,
@@ -92,29 +100,32 @@ impl Batch {
     }
 }
 
-/// A replica's durable log, with the epoch bookkeeping of `strata_log`.
+/// A replica's durable log, with `strata_log`'s epoch bookkeeping.
 #[derive(Debug, Default, Clone)]
 struct Log {
     start: u64,
     batches: Vec<Batch>,
-    /// (epoch, start offset), ascending: batches' epochs and epochs begun empty.
+    /// (epoch, start offset), ascending: from batches, and epochs begun empty.
     epochs: Vec<(i32, u64)>,
     /// Changed since the last log matching check.
     dirty: bool,
 }
 
 impl Log {
+    /// An empty log from `start` (`create_partition_at`).
+    fn at(start: u64) -> Log {
+        let dirty = true;
+        Log {
+            start,
+            dirty,
+            ..Log::default()
+        }
+    }
     fn end(&self) -> u64 {
         self.batches.last().map_or(self.start, Batch::next)
     }
     fn last_epoch(&self) -> i32 {
         self.epochs.last().map_or(-1, |e| e.0)
-    }
-    fn position(&self) -> LogPosition {
-        LogPosition {
-            last_epoch: self.last_epoch(),
-            end_offset: self.end(),
-        }
     }
     fn append(&mut self, b: Batch) {
         if b.epoch > self.last_epoch() {
@@ -133,28 +144,22 @@ impl Log {
         self.batches.get(i).filter(|b| b.base <= offset)
     }
     fn epoch_at(&self, offset: u64) -> Option<i32> {
-        if offset < self.start || offset >= self.end() {
-            return None;
-        }
         let i = self.epochs.partition_point(|e| e.1 <= offset);
-        Some(self.epochs[i.checked_sub(1)?].0)
+        let held = self.start <= offset && offset < self.end();
+        self.epochs
+            .get(i.checked_sub(1)?)
+            .filter(|_| held)
+            .map(|e| e.0)
     }
-    /// `Err` where `strata_log` refuses the truncation (outside the log).
-    fn truncate(&mut self, to: u64) -> Result<(), ()> {
-        if to < self.start || to > self.end() {
-            return Err(());
+    /// `false` where `strata_log` refuses the truncation (outside the log).
+    fn truncate(&mut self, to: u64) -> bool {
+        let ok = self.start <= to && to <= self.end();
+        if ok {
+            self.batches.retain(|b| b.base < to);
+            self.epochs.retain(|e| e.1 < to);
+            self.dirty = true;
         }
-        self.batches.retain(|b| b.base < to);
-        self.epochs.retain(|e| e.1 < to);
-        self.dirty = true;
-        Ok(())
-    }
-    fn reset(&mut self, at: u64) {
-        *self = Log {
-            start: at,
-            dirty: true,
-            ..Log::default()
-        };
+        ok
     }
 }
 
@@ -172,129 +177,158 @@ impl Lineage for Log {
     }
 }
 
+/// `LeaderState`: the epoch led, where it began, and what followers
+/// confirmed under it (per replica).
 #[derive(Debug, Clone, PartialEq, Eq)]
+struct Lead(i32, u64, Vec<Option<u64>>);
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 enum Role {
+    #[default]
     None,
-    Leader {
-        epoch: i32,
-        epoch_start: u64,
-        matched: Vec<Option<u64>>,
-    },
-    Follower {
-        leader: usize,
-        epoch: i32,
-    },
+    Leader(Lead),
+    /// Following (leader, epoch).
+    Follower(usize, i32),
 }
 
+#[derive(Default)]
 struct Replica {
     log: Log,
     hw: u64,
     role: Role,
-    /// The epoch this replica promised not to take data below (in memory).
+    /// The epoch it promised not to take data below (in memory, with a TTL).
     fence: Option<i32>,
-    up: bool,
+    down: bool,
     paused: bool,
-    /// The high watermark may have gone back this step (truncation, restart).
+    /// Its high watermark may have gone back this step.
     lowered: bool,
-    /// The follower's stream to its leader: a new one after a timeout or crash.
+    /// Its stream to its leader: a new one after a timeout or a crash.
     stream: u64,
-    /// A fetch is out on `stream` (an exchange is one fetch, one answer).
+    /// An exchange (one fetch, one reply) is out on `stream`.
     fetching: bool,
 }
 
 impl Replica {
+    fn running(&self) -> bool {
+        !self.down && !self.paused
+    }
     fn fenced_above(&self, epoch: i32) -> bool {
         self.fence.is_some_and(|f| f > epoch)
     }
-    fn running(&self) -> bool {
-        self.up && !self.paused
+    fn leads(&self) -> Option<i32> {
+        match &self.role {
+            Role::Leader(lead) if self.running() => Some(lead.0),
+            _ => None,
+        }
     }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Fetch {
+    stream: u64,
+    leader: usize,
+    epoch: i32,
+    offset: u64,
+    last_epoch: i32,
+}
+
+#[derive(Debug, Clone)]
+struct Reply {
+    fetch: Fetch,
+    /// `None`: refused, the leader does not lead `fetch.epoch`.
+    decision: Option<FetchDecision>,
+    hw: u64,
+    epoch_start: u64,
+    leader_end: u64,
+    batches: Vec<Batch>,
 }
 
 #[derive(Debug, Clone)]
 enum Msg {
-    Fetch {
-        stream: u64,
-        leader: usize,
-        epoch: i32,
-        offset: u64,
-        last_epoch: i32,
-    },
-    /// `decision` is `None` when the leader refused (not the leader at `epoch`).
-    Reply {
-        stream: u64,
-        leader: usize,
-        epoch: i32,
-        decision: Option<FetchDecision>,
-        hw: u64,
-        epoch_start: u64,
-        leader_end: u64,
-        batches: Vec<Batch>,
-    },
+    Fetch(Fetch),
+    Reply(Reply),
 }
 
-/// A client waiting for its acks=all write.
-struct Write {
-    node: usize,
-    epoch: i32,
-    batch: Batch,
-    deadline: usize,
+impl Msg {
+    /// Whom a message on follower `f`'s link goes to.
+    fn to(&self, f: usize) -> usize {
+        if let Msg::Fetch(fetch) = self {
+            fetch.leader
+        } else {
+            f
+        }
+    }
 }
 
+/// What a step may do, to a replica the filter allows; its usual weight;
+/// whether a seed may leave it out.
+type Action = (
+    fn(&mut Sim, usize) -> Outcome,
+    fn(&Replica) -> bool,
+    usize,
+    bool,
+);
+
+const ACTIONS: [Action; 11] = [
+    (Sim::client_append, |r| r.leads().is_some(), 18, false),
+    (Sim::round_trip, |r| r.running() && !r.fetching, 25, false),
+    (Sim::send, Replica::running, 6, true),
+    (Sim::deliver, |_| true, 20, true),
+    (Sim::time_out, |r| r.running() && r.fetching, 3, true),
+    (Sim::reconcile, Replica::running, 8, false),
+    (Sim::crash, |r| !r.down, 3, true),
+    (Sim::restart, |r| r.down, 5, false),
+    (Sim::pause_or_resume, |r| !r.down, 4, true),
+    (Sim::elect, |_| true, 5, false),
+    (Sim::fence_expires, |r| r.fence.is_some(), 1, true),
+];
+
+#[derive(Default)]
 struct Sim {
     rng: Rng,
     mutation: Option<Mutation>,
+    weights: Vec<usize>,
     nodes: Vec<Replica>,
-    /// Per follower: fetches to its leader and replies back, in flight.
+    /// Per follower: its fetches and the replies to them, in flight.
     net: Vec<VecDeque<Msg>>,
     /// The metadata's assignment: (leader, epoch).
     meta: (usize, i32),
     elected: BTreeMap<i32, usize>,
-    /// An election whose positions were asked but whose leader is not recorded yet.
+    /// Positions asked for an epoch whose leader is not recorded yet.
     election: Option<(i32, Vec<(u64, LogPosition)>)>,
-    waiting: Vec<Write>,
+    /// Clients waiting for acks=all: (node, batch, deadline).
+    waiting: Vec<(usize, Batch, usize)>,
     acked: Vec<Batch>,
-    /// The longest prefix any leader's high watermark exposed.
+    /// The longest prefix a leader's high watermark ever exposed.
     committed: Vec<Batch>,
+    prev_hw: Vec<u64>,
     next_id: u64,
     step: usize,
     trace: Vec<String>,
-    prev_hw: Vec<u64>,
 }
 
 impl Sim {
     fn new(seed: u64, replicas: usize, mutation: Option<Mutation>) -> Sim {
-        let nodes = (0..replicas)
-            .map(|_| Replica {
-                log: Log::default(),
-                hw: 0,
-                role: Role::None,
-                fence: None,
-                up: true,
-                paused: false,
-                lowered: false,
-                stream: 0,
-                fetching: false,
-            })
+        let mut rng = Rng::new(seed);
+        let weight = |a: &Action| a.2 * (rng.below(4) + usize::from(!a.3)) / 2;
+        let weights = ACTIONS.iter().map(weight).collect();
+        let nodes = std::iter::repeat_with(Replica::default)
+            .take(replicas)
             .collect();
+        let (net, prev_hw) = (vec![VecDeque::new(); replicas], vec![0; replicas]);
         let mut sim = Sim {
-            rng: Rng::new(seed),
+            rng,
             mutation,
+            weights,
             nodes,
-            net: vec![VecDeque::new(); replicas],
-            meta: (0, 1),
+            net,
+            prev_hw,
             elected: BTreeMap::from([(1, 0)]),
-            election: None,
-            waiting: Vec::new(),
-            acked: Vec::new(),
-            committed: Vec::new(),
-            next_id: 0,
-            step: 0,
-            trace: Vec::new(),
-            prev_hw: vec![0; replicas],
+            meta: (0, 1),
+            ..Sim::default()
         };
         for n in 0..replicas {
-            sim.reconcile(n);
+            let _ = sim.reconcile(n);
         }
         sim
     }
@@ -303,414 +337,271 @@ impl Sim {
         self.trace.push(format!("{:>4} {line}", self.step));
     }
 
-    fn pick(&mut self, pred: impl Fn(&Replica) -> bool) -> Option<usize> {
-        let matching: Vec<usize> = (0..self.nodes.len())
-            .filter(|n| pred(&self.nodes[*n]))
-            .collect();
-        (!matching.is_empty()).then(|| matching[self.rng.below(matching.len())])
-    }
-
-    fn step(&mut self) -> Result<(), String> {
-        let (leader, epoch) = self.meta;
-        let l = &self.nodes[leader];
-        let leader_ok =
-            l.running() && matches!(l.role, Role::Leader { epoch: e, .. } if e == epoch);
-        match self.rng.below(100) {
-            0..18 => self.client_append(),
-            18..43 => {
-                if let Some(f) =
-                    self.pick(|r| r.running() && matches!(r.role, Role::Follower { .. }))
-                {
-                    self.round_trip(f)?;
-                }
-            }
-            43..49 => {
-                if let Some(f) = self.pick(|r| r.running())
-                    && let Some(m) = self.send_fetch(f)
-                {
-                    self.log(format!("{f} sends {m:?}"));
-                    self.net[f].push_back(m);
-                }
-            }
-            49..52 => {
-                if let Some(f) = self.pick(|r| r.running() && r.fetching) {
-                    self.log(format!("{f} times out its fetch"));
-                    self.time_out(f);
-                }
-            }
-            52..72 => {
-                let busy: Vec<usize> = (0..self.net.len())
-                    .filter(|f| !self.net[*f].is_empty())
-                    .collect();
-                if !busy.is_empty() {
-                    let f = busy[self.rng.below(busy.len())];
-                    self.deliver(f, 15)?;
-                }
-            }
-            72..80 => {
-                if let Some(n) = self.pick(Replica::running) {
-                    self.reconcile(n);
-                }
-            }
-            80..83 => {
-                if let Some(n) = self.pick(|r| r.up) {
-                    self.crash(n);
-                }
-            }
-            83..88 => {
-                if let Some(n) = self.pick(|r| !r.up) {
-                    self.restart(n);
-                }
-            }
-            88..90 => {
-                if let Some(n) = self.pick(Replica::running) {
-                    self.log(format!("pause {n}"));
-                    self.nodes[n].paused = true;
-                }
-            }
-            90..94 => {
-                if let Some(n) = self.pick(|r| r.paused) {
-                    self.log(format!("resume {n}"));
-                    self.nodes[n].paused = false;
-                }
-            }
-            94..99 => {
-                if self.election.is_some() {
-                    self.finish_election()?;
-                } else if !leader_ok || self.rng.chance(20) {
-                    // Leases lapse for live leaders too: elections happen while they run.
-                    self.start_election(10);
-                }
-            }
-            _ => {
-                // Fences time out (FENCE_TTL), long after any election finished.
-                if self.election.is_none()
-                    && let Some(n) = self.pick(|r| r.fence.is_some())
-                {
-                    self.log(format!("fence of {n} expires"));
-                    self.nodes[n].fence = None;
-                }
-            }
+    fn step(&mut self) -> Outcome {
+        let (mut roll, mut i) = (self.rng.below(self.weights.iter().sum()), 0);
+        while roll >= self.weights[i] {
+            roll -= self.weights[i];
+            i += 1;
+        }
+        let (act, allowed, ..) = ACTIONS[i];
+        let nodes = (0..self.nodes.len()).filter(|n| allowed(&self.nodes[*n]));
+        let nodes: Vec<usize> = nodes.collect();
+        if !nodes.is_empty() {
+            let n = nodes[self.rng.below(nodes.len())];
+            act(self, n)?;
         }
         self.check()
     }
 
-    fn client_append(&mut self) {
-        let Some(n) = self.pick(|r| r.running() && matches!(r.role, Role::Leader { .. })) else {
-            return;
-        };
-        let Role::Leader { epoch, .. } = self.nodes[n].role else {
-            return;
-        };
-        let len = 1 + self.rng.below(3) as u64;
+    fn client_append(&mut self, n: usize) -> Outcome {
+        let (base, len) = (self.nodes[n].log.end(), 1 + self.rng.below(3) as u64);
+        let (epoch, id) = (self.nodes[n].leads().unwrap_or(0), self.next_id);
         let batch = Batch {
-            base: self.nodes[n].log.end(),
+            base,
             len,
             epoch,
-            id: self.next_id,
+            id,
         };
         self.next_id += 1;
         self.nodes[n].log.append(batch);
-        self.waiting.push(Write {
-            node: n,
-            epoch,
-            batch,
-            deadline: self.step + CLIENT_WAIT,
-        });
+        self.waiting.push((n, batch, self.step + CLIENT_WAIT));
         self.log(format!("append on {n}: {batch:?}"));
+        Ok(())
     }
 
-    /// The follower's next fetch (`build_fetch`), if it follows anyone and
-    /// its stream is free.
-    fn fetch_of(&self, f: usize) -> Option<Msg> {
-        let r = &self.nodes[f];
-        let stale = self.mutation == Some(Mutation::StaleReplies);
-        match r.role {
-            Role::Follower { leader, epoch }
-                if !r.fenced_above(epoch) && (stale || !r.fetching) =>
-            {
-                Some(Msg::Fetch {
-                    stream: r.stream,
-                    leader,
-                    epoch,
-                    offset: r.log.end(),
-                    last_epoch: r.log.last_epoch(),
-                })
-            }
-            _ => None,
-        }
-    }
-
-    fn send_fetch(&mut self, f: usize) -> Option<Msg> {
-        let m = self.fetch_of(f).filter(|_| self.net[f].len() < IN_FLIGHT)?;
-        self.nodes[f].fetching = true;
-        Some(m)
-    }
-
-    /// The follower gives up on its fetch and opens a new stream: whatever
-    /// the old one still carries is never read.
-    fn time_out(&mut self, f: usize) {
+    /// The follower's next fetch (`build_fetch`), if its stream is free.
+    fn fetch(&mut self, f: usize) -> Option<Fetch> {
+        let pipelined = self.mutation == Some(Mutation::StaleReplies);
         let r = &mut self.nodes[f];
-        r.stream += 1;
-        r.fetching = false;
-    }
-
-    /// A fetch and its reply with nothing in between; either may be lost.
-    fn round_trip(&mut self, f: usize) -> Result<(), String> {
-        let Some(m) = self.send_fetch(f) else {
-            return Ok(());
+        let Role::Follower(leader, epoch) = r.role else {
+            return None;
         };
-        let Msg::Fetch { leader, .. } = m else {
-            return Ok(());
-        };
-        if !self.nodes[leader].running() || self.rng.chance(8) {
-            self.net[f].push_back(m);
-            return Ok(());
+        let busy = (r.fetching && !pipelined) || self.net[f].len() >= IN_FLIGHT;
+        if busy || r.fenced_above(epoch) {
+            return None;
         }
-        let reply = self.serve(f, &m)?;
-        if self.rng.chance(8) {
-            self.log(format!("{f} -> {leader}: {m:?}, reply lost"));
-            return Ok(());
-        }
-        self.log(format!("{f} <-> {leader}: {m:?}"));
-        self.apply(f, reply)
-    }
-
-    /// Delivers one message of follower `f`'s link, mostly the oldest, or drops it.
-    fn deliver(&mut self, f: usize, drop_percent: u64) -> Result<(), String> {
-        let i = if self.rng.chance(70) {
-            0
-        } else {
-            self.rng.below(self.net[f].len())
-        };
-        let Some(m) = self.net[f].remove(i) else {
-            return Ok(());
-        };
-        let to = match m {
-            Msg::Fetch { leader, .. } => leader,
-            Msg::Reply { .. } => f,
-        };
-        if !self.nodes[to].up {
-            return Ok(());
-        }
-        if self.nodes[to].paused {
-            self.net[f].insert(i, m);
-            return Ok(());
-        }
-        if self.rng.chance(drop_percent) {
-            self.log(format!("lost: {f}'s {m:?}"));
-            return Ok(());
-        }
-        self.log(format!("delivered: {f}'s {m:?}"));
-        match m {
-            Msg::Fetch { .. } => {
-                let reply = self.serve(f, &m)?;
-                self.net[f].push_back(reply);
-                Ok(())
-            }
-            reply => self.apply(f, reply),
-        }
-    }
-
-    /// The leader's side of a fetch (`serve_partition`).
-    fn serve(&mut self, f: usize, m: &Msg) -> Result<Msg, String> {
-        let Msg::Fetch {
+        r.fetching = true;
+        let (stream, offset, last_epoch) = (r.stream, r.log.end(), r.log.last_epoch());
+        Some(Fetch {
             stream,
             leader,
             epoch,
             offset,
             last_epoch,
-        } = *m
-        else {
-            unreachable!()
+        })
+    }
+
+    fn send(&mut self, f: usize) -> Outcome {
+        if let Some(m) = self.fetch(f) {
+            self.log(format!("{f} sends {m:?}"));
+            self.net[f].push_back(Msg::Fetch(m));
+        }
+        Ok(())
+    }
+
+    /// The follower gives up its fetch and opens a new stream: what the old
+    /// one still carries is never read.
+    fn time_out(&mut self, f: usize) -> Outcome {
+        self.nodes[f].stream += 1;
+        self.nodes[f].fetching = false;
+        Ok(())
+    }
+
+    /// A fetch and its reply with nothing in between; either may be lost.
+    fn round_trip(&mut self, f: usize) -> Outcome {
+        let Some(m) = self.fetch(f) else {
+            return Ok(());
         };
-        let replicas = self.nodes.len();
-        let take = 1 + self.rng.below(3);
-        let epoch_start_rule = self.mutation != Some(Mutation::CommitOldEpochs);
-        let l = &mut self.nodes[leader];
-        let mut reply = Msg::Reply {
-            stream,
-            leader,
-            epoch,
+        if !self.nodes[m.leader].running() || self.rng.chance(8) {
+            self.net[f].push_back(Msg::Fetch(m));
+            return Ok(());
+        }
+        let (reply, lost) = (self.serve(f, m)?, self.rng.chance(8));
+        let what = if lost { "reply lost" } else { "done" };
+        self.log(format!("{f} <-> {}: {m:?}, {what}", m.leader));
+        if lost { Ok(()) } else { self.apply(f, reply) }
+    }
+
+    /// Delivers a message on `f`'s link, mostly the oldest, or drops it.
+    fn deliver(&mut self, f: usize) -> Outcome {
+        let i = self.rng.below(self.net[f].len()) * usize::from(self.rng.chance(30));
+        let Some(m) = self.net[f].remove(i) else {
+            return Ok(());
+        };
+        let to = m.to(f);
+        if self.nodes[to].paused {
+            self.net[f].insert(i, m);
+            return Ok(());
+        }
+        let lost = self.nodes[to].down || self.rng.chance(15);
+        let what = if lost { "lost" } else { "delivered" };
+        self.log(format!("{what} {f}'s {m:?}"));
+        match m {
+            _ if lost => Ok(()),
+            Msg::Fetch(fetch) => {
+                let reply = self.serve(f, fetch)?;
+                self.net[f].push_back(Msg::Reply(reply));
+                Ok(())
+            }
+            Msg::Reply(reply) => self.apply(f, reply),
+        }
+    }
+
+    /// The leader's side of a fetch (`serve_partition`).
+    fn serve(&mut self, f: usize, fetch: Fetch) -> Result<Reply, String> {
+        // Up to three batches; none once other partitions used the answer's
+        // byte budget (MAX_FETCH_BYTES), which still counts the progress.
+        let (replicas, take) = (self.nodes.len(), self.rng.below(4));
+        let old_epochs = self.mutation == Some(Mutation::CommitOldEpochs);
+        let l = &mut self.nodes[fetch.leader];
+        let (end, offset, hw, batches) = (l.log.end(), fetch.offset, l.hw, Vec::new());
+        let mut reply = Reply {
+            fetch,
             decision: None,
-            hw: l.hw,
+            hw,
             epoch_start: 0,
-            leader_end: l.log.end(),
-            batches: Vec::new(),
+            leader_end: end,
+            batches,
         };
-        let Role::Leader {
-            epoch: led,
-            epoch_start,
-            matched,
-        } = &mut l.role
-        else {
+        let Role::Leader(Lead(epoch, epoch_start, matched)) = &mut l.role else {
             return Ok(reply);
         };
-        if *led != epoch || f == leader {
+        if *epoch != fetch.epoch {
             return Ok(reply);
         }
-        let decision = quorum::decide_fetch(&l.log, offset, last_epoch);
-        let mut batches = Vec::new();
+        let decision = quorum::decide_fetch(&l.log, offset, fetch.last_epoch);
         if decision == FetchDecision::Serve {
-            matched[f] = Some(matched[f].map_or(offset, |m| m.max(offset)));
-            let from_epoch = if epoch_start_rule { *epoch_start } else { 0 };
-            let others = matched
-                .iter()
-                .enumerate()
-                .filter(|(n, _)| *n != leader)
-                .filter_map(|(_, m)| *m);
-            if let Some(hw) = quorum::high_watermark(l.log.end(), others, replicas, from_epoch) {
-                l.hw = l.hw.max(hw.min(l.log.end()));
+            matched[f] = matched[f].max(Some(offset));
+            let from = if old_epochs { 0 } else { *epoch_start };
+            let confirmed = matched.iter().flatten().copied();
+            if let Some(hw) = quorum::high_watermark(end, confirmed, replicas, from) {
+                l.hw = l.hw.max(hw.min(end));
             }
-            if offset < l.log.end() && l.log.batch_at(offset).is_none_or(|b| b.base != offset) {
+            if l.log.batch_at(offset).is_some_and(|b| b.base != offset) {
                 return Err(format!(
-                    "serving {f} from {offset}, inside a batch of leader {leader}"
+                    "{} serves {f} from {offset}: mid-batch",
+                    fetch.leader
                 ));
             }
             let i = l.log.batches.partition_point(|b| b.base < offset);
-            batches = l.log.batches[i..].iter().take(take).copied().collect();
+            reply.batches = l.log.batches[i..].iter().take(take).copied().collect();
         }
-        if let Msg::Reply {
-            decision: d,
-            hw,
-            epoch_start: s,
-            batches: b,
-            ..
-        } = &mut reply
-        {
-            (*d, *hw, *s, *b) = (Some(decision), l.hw, *epoch_start, batches);
-        }
+        (reply.decision, reply.hw, reply.epoch_start) = (Some(decision), l.hw, *epoch_start);
         Ok(reply)
     }
 
     /// The follower's side of a reply (`apply_replica_data`).
-    fn apply(&mut self, f: usize, reply: Msg) -> Result<(), String> {
-        let Msg::Reply {
-            stream,
-            leader,
-            epoch,
-            decision,
-            hw,
-            epoch_start,
-            leader_end,
-            batches,
-        } = reply
-        else {
-            return Ok(());
-        };
+    fn apply(&mut self, f: usize, reply: Reply) -> Outcome {
+        let (stream, leader, epoch) = (reply.fetch.stream, reply.fetch.leader, reply.fetch.epoch);
         let r = &mut self.nodes[f];
         if stream != r.stream && self.mutation != Some(Mutation::StaleReplies) {
             return Ok(());
         }
         r.fetching = false;
-        let Some(decision) = decision else {
-            return Ok(());
-        };
-        if r.role != (Role::Follower { leader, epoch }) || r.fenced_above(epoch) {
+        if r.role != Role::Follower(leader, epoch) || r.fenced_above(epoch) {
             return Ok(());
         }
-        match decision {
-            FetchDecision::Serve => {
-                if batches.first().is_some_and(|b| b.base != r.log.end()) {
-                    return Ok(()); // does not continue the log: append_replicated refuses it
-                }
-                for b in batches {
-                    r.log.append(b);
-                }
-                if r.log.end() >= epoch_start && r.log.last_epoch() < epoch {
+        // append_replicated refuses batches that do not continue the log.
+        let continues = reply.batches.first().is_none_or(|b| b.base == r.log.end());
+        match reply.decision {
+            Some(FetchDecision::Serve) if continues => {
+                reply.batches.into_iter().for_each(|b| r.log.append(b));
+                if r.log.end() >= reply.epoch_start && r.log.last_epoch() < epoch {
                     r.log.begin_epoch(epoch);
                 }
-                r.hw = r.hw.max(hw.min(r.log.end()));
+                r.hw = r.hw.max(reply.hw.min(r.log.end()));
             }
-            FetchDecision::Truncate(to) => {
-                if to < r.log.end() && r.log.batch_at(to).is_some_and(|b| b.base != to) {
-                    return Err(format!(
-                        "{f} told to truncate to {to}, inside a batch: {:?}",
-                        r.log.batch_at(to)
-                    ));
+            Some(FetchDecision::Truncate(to)) => {
+                if let Some(b) = r.log.batch_at(to).filter(|b| b.base != to) {
+                    return Err(format!("{f} told to truncate to {to}, inside {b:?}"));
                 }
-                let failed = r.log.truncate(to).is_err();
-                if failed {
-                    // As the real follower: a truncation it cannot do becomes a reset.
-                    r.log.reset(leader_end.min(to));
-                    r.hw = r.log.end();
-                }
-                r.hw = r.hw.min(r.log.end());
-                r.lowered = true;
-                if failed {
-                    self.trace.push(format!(
-                        "     {f} cannot truncate to {to}: reset at {}",
-                        leader_end.min(to)
-                    ));
+                (r.hw, r.lowered) = (r.hw.min(to), true);
+                if !r.log.truncate(to) {
+                    // As the follower does: a truncation it cannot do is a reset there.
+                    let at = reply.leader_end.min(to);
+                    (r.log, r.hw) = (Log::at(at), at);
+                    self.log(format!("{f} cannot truncate to {to}: starts over at {at}"));
                 }
             }
-            FetchDecision::Reset(at) => {
-                r.log.reset(at);
-                r.hw = at;
-                r.lowered = true;
-            }
+            Some(FetchDecision::Reset(at)) => (r.log, r.hw, r.lowered) = (Log::at(at), at, true),
+            _ => {}
         }
         Ok(())
     }
 
     /// Brings a replica's role in line with the metadata (`reconcile_replicas`).
-    fn reconcile(&mut self, n: usize) {
-        let (leader, epoch) = self.meta;
-        let replicas = self.nodes.len();
+    fn reconcile(&mut self, n: usize) -> Outcome {
+        let ((leader, epoch), replicas) = (self.meta, self.nodes.len());
         let r = &mut self.nodes[n];
         if r.fenced_above(epoch) {
-            return;
+            return Ok(());
         }
-        if leader == n {
-            if !matches!(r.role, Role::Leader { epoch: e, .. } if e == epoch) {
-                r.log.begin_epoch(epoch);
-                r.role = Role::Leader {
-                    epoch,
-                    epoch_start: r.log.end(),
-                    matched: vec![None; replicas],
-                };
-                self.log(format!(
-                    "{n} leads epoch {epoch} from {}",
-                    self.nodes[n].log.end()
-                ));
-            }
-        } else if r.role != (Role::Follower { leader, epoch }) {
-            r.role = Role::Follower { leader, epoch };
+        if leader == n && !matches!(r.role, Role::Leader(Lead(e, ..)) if e == epoch) {
+            r.log.begin_epoch(epoch);
+            let start = r.log.end();
+            r.role = Role::Leader(Lead(epoch, start, vec![None; replicas]));
+            self.log(format!("{n} leads epoch {epoch} from {start}"));
+        } else if leader != n && r.role != Role::Follower(leader, epoch) {
+            r.role = Role::Follower(leader, epoch);
             self.log(format!("{n} follows {leader} at epoch {epoch}"));
         }
+        Ok(())
     }
 
-    fn crash(&mut self, n: usize) {
+    fn crash(&mut self, n: usize) -> Outcome {
         self.log(format!("crash {n}"));
         let r = &mut self.nodes[n];
-        (r.up, r.paused, r.role, r.fence) = (false, false, Role::None, None);
-        r.stream += 1;
-        r.fetching = false;
-        self.waiting.retain(|w| w.node != n);
+        (r.down, r.paused, r.role, r.fence) = (true, false, Role::None, None);
+        self.waiting.retain(|w| w.0 != n);
         // Its connections break: nothing in flight to it arrives any more.
-        self.net[n].retain(|m| !matches!(m, Msg::Reply { .. }));
+        self.net[n].retain(|m| matches!(m, Msg::Fetch(_)));
         for q in &mut self.net {
-            q.retain(|m| !matches!(m, Msg::Fetch { leader, .. } if *leader == n));
+            q.retain(|m| !matches!(m, Msg::Fetch(fetch) if fetch.leader == n));
         }
+        self.time_out(n)
     }
 
-    fn restart(&mut self, n: usize) {
+    fn restart(&mut self, n: usize) -> Outcome {
         self.log(format!("restart {n}"));
         let r = &mut self.nodes[n];
-        // As strata-log does today: a reopened partition's high watermark
-        // starts at its end offset (`PartitionShared::new`).
-        let hw = if std::env::var("TMP_HW0").is_ok() {
-            0
-        } else {
-            r.log.end()
-        };
-        (r.up, r.hw, r.lowered) = (true, hw, true);
-        self.reconcile(n);
+        // A reopened partition's high watermark starts at its end offset
+        // (`PartitionShared::new`), and nothing lowers it.
+        (r.down, r.hw, r.lowered) = (false, r.log.end(), true);
+        self.reconcile(n)
     }
 
-    /// Asks the running replicas for their positions (`elect`); each that
-    /// gets the question is fenced first, and answers may be lost.
-    fn start_election(&mut self, loss: u64) {
+    fn pause_or_resume(&mut self, n: usize) -> Outcome {
+        let paused = !self.nodes[n].paused;
+        self.nodes[n].paused = paused;
+        self.log(format!("{} {n}", if paused { "pause" } else { "resume" }));
+        Ok(())
+    }
+
+    /// FENCE_TTL is 10 s, long after any election finished: only a replica
+    /// whose view of the metadata lags still follows the old leader then.
+    fn fence_expires(&mut self, n: usize) -> Outcome {
+        if self.election.is_none() {
+            self.log(format!("fence of {n} expires"));
+            self.nodes[n].fence = None;
+        }
+        Ok(())
+    }
+
+    fn elect(&mut self, _: usize) -> Outcome {
+        let (leader, epoch) = self.meta;
+        if self.election.is_some() {
+            return self.record_leader();
+        }
+        // Leases lapse for live leaders too (while the metadata elects its own).
+        if self.nodes[leader].leads() != Some(epoch) || self.rng.chance(20) {
+            self.ask_positions(10);
+        }
+        Ok(())
+    }
+
+    /// Asks the running replicas for their positions (`elect`): each one
+    /// the question reaches is fenced first; answers may be lost.
+    fn ask_positions(&mut self, loss: u64) {
         let epoch = self.meta.1 + 1;
         let mut answers = Vec::new();
         for n in 0..self.nodes.len() {
@@ -718,254 +609,200 @@ impl Sim {
                 continue;
             }
             let r = &mut self.nodes[n];
-            r.fence = Some(r.fence.map_or(epoch, |f| f.max(epoch)));
-            if matches!(r.role, Role::Leader { epoch: e, .. } if e < epoch) {
+            r.fence = r.fence.max(Some(epoch));
+            if matches!(r.role, Role::Leader(Lead(e, ..)) if e < epoch) {
                 r.role = Role::None;
             }
+            let (last_epoch, end_offset) = (r.log.last_epoch(), r.log.end());
+            let position = LogPosition {
+                last_epoch,
+                end_offset,
+            };
             if !self.rng.chance(loss) {
-                answers.push((n as u64, r.log.position()));
+                answers.push((n as u64, position));
             }
         }
         self.log(format!("election for epoch {epoch} asks: {answers:?}"));
         self.election = Some((epoch, answers));
     }
 
-    /// Records the election's leader, if a majority answered.
-    fn finish_election(&mut self) -> Result<(), String> {
+    /// Records the election's leader (`ElectLeader`), if a majority answered.
+    fn record_leader(&mut self) -> Outcome {
         let Some((epoch, answers)) = self.election.take() else {
             return Ok(());
         };
-        let replicas = self.nodes.len();
+        let (replicas, majority) = (self.nodes.len(), quorum::majority(self.nodes.len()));
         let leader = match self.mutation {
-            Some(Mutation::FirstAnswer) => {
-                (answers.len() >= quorum::majority(replicas)).then(|| answers[0].0)
-            }
+            Some(Mutation::FirstAnswer) => (answers.len() >= majority).then(|| answers[0].0),
             _ => quorum::choose_leader(&answers, replicas),
         };
-        let Some(leader) = leader else {
-            self.log(format!("election for epoch {epoch}: no majority"));
+        self.log(format!("election for epoch {epoch}: leader {leader:?}"));
+        let Some(leader) = leader.map(|l| l as usize) else {
             return Ok(());
         };
-        // ElectLeader is conditional on the epoch it replaces.
-        if epoch != self.meta.1 + 1 || self.elected.contains_key(&epoch) {
-            return Err(format!(
-                "epoch {epoch} recorded after epoch {}",
-                self.meta.1
-            ));
+        // 4: ElectLeader is a compare-and-set on the epoch it replaces.
+        if epoch != self.meta.1 + 1 || self.elected.insert(epoch, leader).is_some() {
+            return Err(format!("4: epoch {epoch} recorded after {}", self.meta.1));
         }
-        self.meta = (leader as usize, epoch);
-        self.elected.insert(epoch, leader as usize);
-        self.log(format!("election for epoch {epoch}: leader {leader}"));
+        self.meta = (leader, epoch);
         Ok(())
     }
 
-    /// `Err` unless `log` holds the committed batches that start below `upto`.
-    fn agrees(committed: &[Batch], log: &Log, upto: u64) -> Result<(), Batch> {
-        for c in committed.iter().take_while(|c| c.base < upto) {
-            if log.batch_at(c.base) != Some(c) {
-                return Err(*c);
-            }
+    /// How far a committed batch got: the worst loss is an acknowledged one.
+    fn seen(&self, c: &Batch) -> &'static str {
+        if self.acked.contains(c) {
+            "acknowledged"
+        } else {
+            "exposed"
         }
-        Ok(())
     }
 
-    fn check(&mut self) -> Result<(), String> {
-        let replicas = self.nodes.len();
-        // 4: one leader per epoch, and only the one recorded.
-        for (n, r) in self.nodes.iter().enumerate() {
-            if let Role::Leader { epoch, .. } = r.role
+    /// The first committed batch starting below `upto` that `log` lacks.
+    fn lacks(&self, log: &Log, upto: u64) -> Option<Batch> {
+        let below = self.committed.iter().take_while(|c| c.base < upto);
+        below.copied().find(|c| log.batch_at(c.base) != Some(c))
+    }
+
+    fn check(&mut self) -> Outcome {
+        for (n, r) in self.nodes.iter_mut().enumerate() {
+            if let Role::Leader(Lead(epoch, ..)) = r.role
                 && self.elected.get(&epoch) != Some(&n)
             {
+                return Err(format!("4: {n} leads epoch {epoch}, recorded for another"));
+            }
+            let (prev, hw, end) = (self.prev_hw[n], r.hw, r.log.end());
+            if hw > end || (hw < prev && !r.lowered) {
                 return Err(format!(
-                    "{n} leads epoch {epoch}, recorded for {:?}",
-                    self.elected.get(&epoch)
+                    "2: {n}'s high watermark {prev} -> {hw} (end {end})"
                 ));
+            }
+            (self.prev_hw[n], r.lowered) = (hw, false);
+        }
+        for n in 0..self.nodes.len() {
+            let (r, end) = (&self.nodes[n], self.committed.last().map_or(0, Batch::next));
+            if r.leads().is_none() {
+                continue;
+            }
+            if let Some(c) = self.lacks(&r.log, r.hw) {
+                let (has, what) = (r.log.batch_at(c.base), self.seen(&c));
+                return Err(format!(
+                    "5: {n} (hw {}) exposes {has:?}, not {what} {c:?}",
+                    r.hw
+                ));
+            }
+            let more = r.log.batches.iter().copied();
+            let more: Vec<Batch> = more.filter(|b| b.base >= end && b.next() <= r.hw).collect();
+            self.committed.extend(more);
+        }
+        let ((leader, epoch), l) = (self.meta, &self.nodes[self.meta.0]);
+        if l.leads() == Some(epoch) {
+            if let Some(c) = self.lacks(&l.log, u64::MAX) {
+                let (has, what) = (l.log.batch_at(c.base), self.seen(&c));
+                return Err(format!(
+                    "5: leader {leader} (epoch {epoch}) lacks {what} {c:?}: {has:?}"
+                ));
+            }
+            let lost = |a: &&Batch| a.next() <= l.hw && l.log.batch_at(a.base) != Some(a);
+            if let Some(a) = self.acked.iter().find(lost) {
+                return Err(format!("1: leader {leader} (hw {}) lost acked {a:?}", l.hw));
             }
         }
-        // 2: high watermarks go back only through truncation or restart.
-        for (n, r) in self.nodes.iter_mut().enumerate() {
-            if r.hw > r.log.end() {
-                return Err(format!(
-                    "{n}'s high watermark {} is past its end {}",
-                    r.hw,
-                    r.log.end()
-                ));
-            }
-            if r.hw < self.prev_hw[n] && !r.lowered {
-                return Err(format!(
-                    "{n}'s high watermark went back from {} to {}",
-                    self.prev_hw[n], r.hw
-                ));
-            }
-            self.prev_hw[n] = r.hw;
-            r.lowered = false;
-        }
-        // 5: below its high watermark every log agrees with what was
-        // exposed; a leader's exposes more.
-        let committed_end = self.committed.last().map_or(0, Batch::next);
-        for (n, r) in self
-            .nodes
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.up && matches!(r.role, Role::Leader { .. }))
-        {
-            if let Err(c) = Sim::agrees(&self.committed, &r.log, r.hw.min(committed_end)) {
-                return Err(format!(
-                    "{n} (hw {}) lost or replaced committed {c:?}: has {:?}",
-                    r.hw,
-                    r.log.batch_at(c.base)
-                ));
-            }
-            if r.hw > committed_end {
-                let more = r
-                    .log
-                    .batches
-                    .iter()
-                    .filter(|b| b.base >= committed_end && b.next() <= r.hw);
-                self.committed.extend(more);
+        for (a, b) in (0..self.nodes.len()).flat_map(|a| (0..a).map(move |b| (a, b))) {
+            let (x, y) = (&self.nodes[a].log, &self.nodes[b].log);
+            if x.dirty || y.dirty {
+                let differ = || format!("3: {a}, {b} differ before a batch they share");
+                matching(x, y).map_err(|()| differ())?;
             }
         }
-        let committed_end = self.committed.last().map_or(0, Batch::next);
-        let (leader, epoch) = self.meta;
-        let l = &self.nodes[leader];
-        if l.up && matches!(l.role, Role::Leader { epoch: e, .. } if e == epoch) {
-            if let Err(c) = Sim::agrees(&self.committed, &l.log, committed_end) {
-                return Err(format!(
-                    "leader {leader} of epoch {epoch} lacks committed {c:?}: has {:?}",
-                    l.log.batch_at(c.base)
-                ));
-            }
-            // 1: implied by 5, checked on its own all the same.
-            if let Some(a) = self
-                .acked
-                .iter()
-                .find(|a| a.next() <= l.hw && l.log.batch_at(a.base) != Some(a))
-            {
-                return Err(format!(
-                    "leader {leader} (hw {}) lost acknowledged {a:?}",
-                    l.hw
-                ));
-            }
-        }
-        // 3: log matching, for the pairs where a log changed.
-        for a in 0..replicas {
-            for b in 0..replicas {
-                let (x, y) = (&self.nodes[a].log, &self.nodes[b].log);
-                if a == b || !(x.dirty || y.dirty) {
-                    continue;
+        self.nodes.iter_mut().for_each(|r| r.log.dirty = false);
+        self.settle_writes()
+    }
+
+    /// Answers the clients whose writes a majority now holds, as
+    /// `await_replicated` does: acknowledged if the batch's epoch is still
+    /// at its last offset, `not_leader` otherwise.
+    fn settle_writes(&mut self) -> Outcome {
+        let mut still = Vec::new();
+        for (n, batch, deadline) in std::mem::take(&mut self.waiting) {
+            let r = &self.nodes[n];
+            if !r.running() || r.hw < batch.next() {
+                if self.step < deadline {
+                    still.push((n, batch, deadline));
                 }
-                let same = if x.start == y.start {
-                    x.batches
-                        .iter()
-                        .zip(&y.batches)
-                        .take_while(|(p, q)| p == q)
-                        .count()
-                } else {
-                    0
-                };
-                for p in &x.batches[same..] {
-                    if y.batch_at(p.base)
-                        .is_some_and(|q| q.base == p.base && q.epoch == p.epoch)
-                    {
-                        return Err(format!(
-                            "logs of {a} and {b} both have a batch at {} in epoch {} but differ before it",
-                            p.base, p.epoch
-                        ));
-                    }
+            } else if r.log.epoch_at(batch.next() - 1) == Some(batch.epoch) {
+                if !self.committed.contains(&batch) {
+                    return Err(format!("5: {n} acknowledges {batch:?}, never committed"));
                 }
+                self.trace.push(format!("     acknowledged {batch:?}"));
+                self.acked.push(batch);
             }
         }
-        for r in &mut self.nodes {
-            r.log.dirty = false;
-        }
-        // Clients waiting for acks=all (`await_replicated`).
-        let mut i = 0;
-        while i < self.waiting.len() {
-            let (node, next, deadline) = (
-                self.waiting[i].node,
-                self.waiting[i].batch.next(),
-                self.waiting[i].deadline,
-            );
-            let r = &self.nodes[node];
-            if r.hw >= next && r.running() {
-                let w = self.waiting.swap_remove(i);
-                if r.log.epoch_at(w.batch.next() - 1) == Some(w.epoch) {
-                    if r.log.batch_at(w.batch.base) != Some(&w.batch)
-                        || self.committed.iter().all(|c| *c != w.batch)
-                    {
-                        return Err(format!(
-                            "acknowledged {:?} on {} is not what was committed",
-                            w.batch, w.node
-                        ));
-                    }
-                    self.trace.push(format!("     acknowledged {:?}", w.batch));
-                    self.acked.push(w.batch);
-                }
-            } else if self.step >= deadline {
-                self.waiting.swap_remove(i);
-            } else {
-                i += 1;
-            }
-        }
+        self.waiting = still;
         Ok(())
     }
 
     /// Heals everything, elects a leader with every answer in, and fetches
     /// until the logs converge; then every acknowledged batch is in every log.
-    fn converge(&mut self) -> Result<(), String> {
+    fn converge(&mut self) -> Outcome {
         self.log("heal".into());
         for n in 0..self.nodes.len() {
             self.nodes[n].paused = false;
-            if !self.nodes[n].up {
-                self.restart(n);
+            if self.nodes[n].down {
+                self.restart(n)?;
             }
             self.net[n].clear();
-            self.time_out(n);
+            self.time_out(n)?;
         }
         self.election = None;
-        self.start_election(0);
-        self.finish_election()?;
-        for n in 0..self.nodes.len() {
-            self.reconcile(n);
-        }
-        for _ in 0..200 {
-            let leader = &self.nodes[self.meta.0];
-            let done = self
-                .nodes
-                .iter()
-                .all(|r| r.log.batches == leader.log.batches && r.hw == leader.log.end());
-            if done && self.waiting.is_empty() {
+        self.ask_positions(0);
+        self.record_leader()?;
+        for round in 1..=200 {
+            let l = &self.nodes[self.meta.0].log;
+            let same = |r: &Replica| r.log.batches == l.batches && r.hw == l.end();
+            if self.nodes.iter().all(same) && self.waiting.is_empty() {
                 break;
             }
-            self.step += 1;
-            for f in 0..self.nodes.len() {
-                if let Some(m) = self.send_fetch(f) {
-                    let reply = self.serve(f, &m)?;
-                    self.apply(f, reply)?;
+            self.step = STEPS + round;
+            for n in 0..self.nodes.len() {
+                self.reconcile(n)?;
+                if let Some(m) = self.fetch(n) {
+                    let reply = self.serve(n, m)?;
+                    self.apply(n, reply)?;
                 }
             }
             self.check()?;
         }
-        let leader = self.meta.0;
+        let l = &self.nodes[self.meta.0];
         for (n, r) in self.nodes.iter().enumerate() {
-            if r.log.batches != self.nodes[leader].log.batches || r.hw != r.log.end() {
+            if r.log.batches != l.log.batches || r.hw != r.log.end() {
+                let leader = self.meta.0;
+                let (hw, log) = (r.hw, &r.log);
                 return Err(format!(
-                    "{n} (hw {}) did not converge: {:?}\nleader {leader}: {:?}",
-                    r.hw, r.log, self.nodes[leader].log
+                    "{n} (hw {hw}) stays {log:?}\nleader {leader}: {:?}",
+                    l.log
                 ));
             }
-            for a in &self.acked {
-                if r.log.batch_at(a.base) != Some(a)
-                    || r.log.batches.iter().filter(|b| b.id == a.id).count() != 1
-                {
-                    return Err(format!(
-                        "acknowledged {a:?} is not once at its offset on {n}"
-                    ));
-                }
+            let once = |a: &&Batch| r.log.batches.iter().filter(|b| b == a).count() == 1;
+            let missing = |a: &&Batch| !once(a) || r.log.batch_at(a.base) != Some(a);
+            if let Some(a) = self.acked.iter().find(missing) {
+                return Err(format!("1: acknowledged {a:?} is not once in place on {n}"));
             }
         }
         Ok(())
     }
+}
+
+/// 3: `Err` if a batch of `y` beyond the prefix the logs share has the
+/// (offset, epoch) of one in `x`.
+fn matching(x: &Log, y: &Log) -> Result<(), ()> {
+    let pairs = x.batches.iter().zip(&y.batches);
+    let shared = pairs.take_while(|(p, q)| p == q).count() * usize::from(x.start == y.start);
+    let twin = |q: &Batch| {
+        x.batch_at(q.base)
+            .is_some_and(|p| (p.base, p.epoch) == (q.base, q.epoch))
+    };
+    let twins = y.batches[shared..].iter().any(twin);
+    if twins { Err(()) } else { Ok(()) }
 }
 
 struct Failure {
@@ -979,7 +816,7 @@ fn replicas_for(seed: u64) -> usize {
     if seed % 4 == 3 { 5 } else { 3 }
 }
 
-/// Runs one seed; `Ok` with the number of acknowledged writes.
+/// Runs one seed; `Ok` with the number of writes acknowledged.
 fn run(seed: u64, mutation: Option<Mutation>) -> Result<usize, Failure> {
     let mut sim = Sim::new(seed, replicas_for(seed), mutation);
     let mut outcome = Ok(());
@@ -988,35 +825,32 @@ fn run(seed: u64, mutation: Option<Mutation>) -> Result<usize, Failure> {
         outcome = sim.step();
     }
     let outcome = outcome.and_then(|()| sim.converge());
-    outcome
-        .map(|()| sim.acked.len())
-        .map_err(|message| Failure {
-            seed,
-            step: sim.step,
-            message,
-            trace: sim.trace,
-        })
+    let (step, trace, acked) = (sim.step, sim.trace, sim.acked.len());
+    let fail = |message| Failure {
+        seed,
+        step,
+        message,
+        trace,
+    };
+    outcome.map(|()| acked).map_err(fail)
 }
 
 fn env_u64(name: &str) -> Option<u64> {
     let v = std::env::var(name).ok()?;
-    Some(
-        v.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v} is not a number")),
-    )
+    let parsed = v.trim().parse();
+    Some(parsed.unwrap_or_else(|_| panic!("{name}={v} is not a number")))
 }
 
 #[test]
 fn replicas_keep_every_acknowledged_write() {
     let single = env_u64("STRATA_SIM_SEED");
-    let seeds: Vec<u64> = match single {
-        Some(seed) => vec![seed],
-        None => (0..env_u64("STRATA_SIM_SEEDS").unwrap_or(SEEDS)).collect(),
+    let seeds = match single {
+        Some(seed) => seed..seed + 1,
+        None => 0..env_u64("STRATA_SIM_SEEDS").unwrap_or(SEEDS),
     };
-    let started = std::time::Instant::now();
+    let (started, count) = (std::time::Instant::now(), seeds.end - seeds.start);
     let (mut acked, mut failed) = (0, Vec::new());
-    for &seed in &seeds {
+    for seed in seeds {
         match run(seed, None) {
             Ok(n) => acked += n,
             Err(f) => failed.push(f),
@@ -1024,141 +858,88 @@ fn replicas_keep_every_acknowledged_write() {
     }
     // Every failing seed is listed (one cause can hide another), the first in detail.
     if let Some(f) = failed.first() {
-        let shown = if single.is_some() {
-            0
-        } else {
-            f.trace.len().saturating_sub(80)
-        };
-        let all: Vec<String> = failed
-            .iter()
-            .map(|f| {
-                format!(
-                    "seed {} step {}: {}",
-                    f.seed,
-                    f.step,
-                    f.message.lines().next().unwrap_or("")
-                )
-            })
-            .collect();
+        let line = |f: &Failure| format!("seed {} step {}: {}", f.seed, f.step, f.message);
+        let all: Vec<String> = failed.iter().map(line).collect();
+        let tail = f.trace.len().saturating_sub(80);
+        let from = if single.is_some() { 0 } else { tail };
+        let (seed, n, trace) = (f.seed, replicas_for(f.seed), f.trace[from..].join("\n"));
         panic!(
-            "{} of {} seeds failed:\n{}\n\nseed {} ({} replicas) at step {}: {}\n{}\n(trace {}; replay: STRATA_SIM_SEED={} cargo test -p strata-broker --test replication_sim)",
+            "{} of {count} seeds failed ({acked} writes acknowledged in the others):\n{}\n\n\
+             seed {seed} ({n} replicas), trace from line {from}:\n{trace}\n{}\n\
+             replay: STRATA_SIM_SEED={seed} cargo test -p strata-broker --test replication_sim",
             failed.len(),
-            seeds.len(),
             all.join("\n"),
-            f.seed,
-            replicas_for(f.seed),
-            f.step,
-            f.message,
-            f.trace[shown..].join("\n"),
-            if shown == 0 { "in full" } else { "tail" },
-            f.seed
+            line(f),
         );
     }
-    // A schedule that never acknowledges anything would check nothing.
+    // A schedule that acknowledges nothing would check nothing.
     assert!(
-        acked >= seeds.len(),
-        "only {acked} writes acknowledged over {} seeds",
-        seeds.len()
+        acked >= 10 * count as usize,
+        "{acked} writes acknowledged in {count} seeds"
     );
-    eprintln!(
-        "{} seeds x {STEPS} steps: {acked} acknowledged writes kept ({:?})",
-        seeds.len(),
-        started.elapsed()
-    );
+    let took = started.elapsed();
+    eprintln!("{count} seeds x {STEPS} steps, {acked} acknowledged writes, {took:?}");
 }
 
-/// The checks must be able to fail: with one rule broken, some seed that
-/// passes with the real rules fails.
-fn caught(mutation: Mutation, seeds: u64) -> Option<(u64, String)> {
-    (0..seeds).find_map(|seed| match run(seed, Some(mutation)) {
-        Err(f) if run(seed, None).is_ok() => {
-            Some((seed, format!("step {}: {}", f.step, f.message)))
-        }
-        _ => None,
-    })
-}
-
+/// The checks must be able to fail: for each broken rule, some seed that
+/// passes with the real rules fails with it.
 #[test]
-fn electing_the_first_answer_is_caught() {
-    let (seed, how) = caught(Mutation::FirstAnswer, 50).expect("no seed caught FirstAnswer");
-    eprintln!("FirstAnswer caught by seed {seed} at {how}");
+fn a_broken_rule_is_caught() {
+    for (mutation, seeds) in [(Mutation::FirstAnswer, 100), (Mutation::StaleReplies, 200)] {
+        let caught = (0..seeds).find_map(|seed| match run(seed, Some(mutation)) {
+            Err(f) if run(seed, None).is_ok() => Some(format!("seed {seed}: {}", f.message)),
+            _ => None,
+        });
+        let caught = caught.unwrap_or_else(|| panic!("no seed of {seeds} caught {mutation:?}"));
+        eprintln!("{mutation:?} caught by {caught}");
+    }
 }
 
+/// Raft's figure 8, which the random schedule does not reach: 0 leads epoch
+/// 1 and is cut off while 1, elected for epoch 2, writes at 7 and crashes; 0
+/// writes on, is elected for epoch 3 and brings 2 part of the way (old
+/// records only) before it crashes; 1 comes back and wins epoch 4 with its
+/// newer epoch. Counting old records would expose (and acknowledge) what 1
+/// then replaces.
 #[test]
 fn committing_older_epochs_is_caught() {
-    let (seed, how) =
-        caught(Mutation::CommitOldEpochs, 400).expect("no seed caught CommitOldEpochs");
-    eprintln!("CommitOldEpochs caught by seed {seed} at {how}");
-}
-
-#[test]
-fn applying_stale_replies_is_caught() {
-    let (seed, how) = caught(Mutation::StaleReplies, 200).expect("no seed caught StaleReplies");
-    eprintln!("StaleReplies caught by seed {seed} at {how}");
-}
-
-#[test]
-fn tmp_rates() {
-    let t = std::time::Instant::now();
-    for m in [Mutation::CommitOldEpochs] {
-        let mut c = vec![];
-        let mut bad = 0;
-        for seed in 0..3000 {
-            if run(seed, None).is_err() {
-                bad += 1;
-                continue;
-            }
-            if run(seed, Some(m)).is_err() {
-                c.push(seed);
-            }
-        }
-        eprintln!(
-            "{m:?}: {} of {} {:?} {:?}",
-            c.len(),
-            3000 - bad,
-            &c[..c.len().min(20)],
-            t.elapsed()
-        );
-    }
-}
-
-#[test]
-fn tmp_fig8() {
-    let p = |e, o| LogPosition {
-        last_epoch: e,
-        end_offset: o,
+    let script = |mutation| -> Outcome {
+        let mut s = Sim::new(1, 3, mutation);
+        let fetch = |s: &mut Sim, f| -> Outcome {
+            let reply = s.fetch(f).map(|m| s.serve(f, m)).transpose()?;
+            reply.map_or(Ok(()), |reply| s.apply(f, reply))?;
+            s.check()
+        };
+        (0..3).try_for_each(|_| s.client_append(0))?;
+        [1, 2, 1, 2, 1, 2]
+            .into_iter()
+            .try_for_each(|f| fetch(&mut s, f))?;
+        s.nodes[0].paused = true;
+        s.ask_positions(0);
+        s.record_leader()?;
+        let (won, other) = (s.meta.0, 3 - s.meta.0);
+        s.reconcile(won)?;
+        s.client_append(won)?;
+        s.crash(won)?;
+        s.nodes[0].paused = false;
+        (0..8).try_for_each(|_| s.client_append(0))?;
+        s.ask_positions(0);
+        s.record_leader()?;
+        s.reconcile(0)?;
+        s.reconcile(other)?;
+        fetch(&mut s, other)?;
+        fetch(&mut s, other)?;
+        s.crash(0)?;
+        s.restart(won)?;
+        s.ask_positions(0);
+        s.record_leader()?;
+        s.reconcile(s.meta.0)?;
+        s.check()
     };
-    let x = Batch {
-        base: 0,
-        len: 1,
-        epoch: 1,
-        id: 0,
-    };
-    let mut a = Log::default();
-    a.begin_epoch(1);
-    a.append(x);
-    // election 2 among C, D, E (all (1,0))
-    assert_eq!(
-        quorum::choose_leader(&[(2, p(1, 0)), (3, p(1, 0)), (4, p(1, 0))], 5),
-        Some(2)
-    );
-    // election 3 among A, B (1,1) and D (1,0)
-    assert_eq!(
-        quorum::choose_leader(&[(0, p(1, 1)), (1, p(1, 1)), (3, p(1, 0))], 5),
-        Some(0)
-    );
-    a.begin_epoch(3);
-    let epoch_start = a.end();
-    assert_eq!(quorum::decide_fetch(&a, 1, 1), FetchDecision::Serve); // B, reply lost: B stays (1,1)
-    assert_eq!(quorum::decide_fetch(&a, 0, 1), FetchDecision::Serve); // D gets x, begins 3
-    assert_eq!(quorum::decide_fetch(&a, 1, 3), FetchDecision::Serve); // D confirms 1
-    assert_eq!(
-        quorum::high_watermark(a.end(), [1, 1], 5, epoch_start),
-        Some(1)
-    );
-    // election 4 among C (2,1), B (1,1), E (1,0): C, whose offset 0 holds y, not x
-    assert_eq!(
-        quorum::choose_leader(&[(2, p(2, 1)), (1, p(1, 1)), (4, p(1, 0))], 5),
-        Some(2)
+    assert_eq!(script(None), Ok(()));
+    let broken = script(Some(Mutation::CommitOldEpochs));
+    assert!(
+        broken.is_err(),
+        "figure 8 with old records counted went unnoticed"
     );
 }

@@ -20,6 +20,10 @@ use crate::proto::ReplicaFrame;
 /// Fetches a follower may send before the leader answers the first.
 const STREAM_DEPTH: usize = 4;
 
+/// Largest frame either side accepts: the leader bounds an answer to
+/// `strata_broker::replication::MAX_FETCH_BYTES` plus one batch per partition.
+const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
+
 fn unavailable(what: &str, e: impl std::fmt::Display) -> ApiError {
     ApiError::new(ErrorCode::Unavailable, format!("{what}: {e}"))
 }
@@ -95,7 +99,10 @@ impl ReplicaStream {
         let (requests, rx) = mpsc::channel(STREAM_DEPTH);
         let answers = tokio::time::timeout(
             Duration::from_secs(5),
-            peer.client().replicate(ReceiverStream::new(rx)),
+            peer.client()
+                .max_decoding_message_size(MAX_FRAME_BYTES)
+                .max_encoding_message_size(MAX_FRAME_BYTES)
+                .replicate(ReceiverStream::new(rx)),
         )
         .await
         .map_err(|_| unavailable("cannot open a replication stream", addr))?

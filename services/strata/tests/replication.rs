@@ -380,6 +380,91 @@ async fn first_ack_after(
     }
 }
 
+/// Waits until all three brokers registered, so placement gives every
+/// partition three replicas.
+async fn wait_registered(http: &reqwest::Client, cluster: &Cluster) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status(http, &cluster.node(1).api_addr)
+        .await
+        .map_or(0, |s| s["brokers"].as_array().map_or(0, Vec::len))
+        < 3
+    {
+        assert!(Instant::now() < deadline, "brokers never registered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Batches larger than a gRPC message's default limit (4 MiB) replicate:
+/// an acks=all append of one 5.4 MB batch is acknowledged, and every node
+/// serves it after its leader is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_batches_replicate() {
+    let Some(moto) = moto() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let args = ["--object-store", "s3://strata/replication-large"];
+    let mut cluster = Cluster::start(Path::new(BIN), root.path(), 3, &args, moto.env());
+    let http = reqwest::Client::new();
+    wait_registered(&http, &cluster).await;
+    let addr = cluster.node(1).api_addr.clone();
+    let resp = http
+        .post(format!("http://{addr}/v1/tenants/default/topics"))
+        .json(&json!({ "name": "big", "partitions": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let value = "v".repeat(900_000);
+    let records: Vec<Value> = (0..6).map(|_| json!({ "value": value })).collect();
+    let resp = http
+        .post(format!(
+            "http://{addr}/v1/tenants/default/topics/big/partitions/0/records"
+        ))
+        .json(&json!({ "records": records }))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .unwrap();
+    let status_code = resp.status().as_u16();
+    assert_eq!(status_code, 200, "{:?}", resp.text().await);
+    let s = status(&http, &addr).await.unwrap();
+    let leader = s["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| {
+            p["partition"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("default/big/")
+        })
+        .and_then(|p| p["leader"].as_u64())
+        .expect("the partition's leader");
+    cluster.kill(leader);
+    let survivor = cluster.node(cluster.running()[0]).api_addr.clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let resp = http
+            .get(format!("http://{survivor}/v1/tenants/default/topics/big/partitions/0/records?offset=0&max_bytes=10000000"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        if let Ok(r) = resp
+            && r.status().is_success()
+        {
+            let body: Value = r.json().await.unwrap();
+            let got = body["records"].as_array().map_or(0, Vec::len);
+            if got == 6 {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the large batch is not served after failover"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_records_survive_a_nemesis() {
     let Some(moto) = moto() else { return };
@@ -409,16 +494,7 @@ async fn acknowledged_records_survive_a_nemesis() {
     ];
     let mut cluster = Cluster::start(Path::new(BIN), root.path(), 3, &args, moto.env());
     let http = reqwest::Client::new();
-    // All three brokers registered, so placement gives every partition three replicas.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while status(&http, &cluster.node(1).api_addr)
-        .await
-        .map_or(0, |s| s["brokers"].as_array().map_or(0, Vec::len))
-        < 3
-    {
-        assert!(Instant::now() < deadline, "brokers never registered");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_registered(&http, &cluster).await;
     // Small segments with a short local retention: offload and local
     // release run on leaders and followers throughout.
     let resp = http

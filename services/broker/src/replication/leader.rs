@@ -14,6 +14,10 @@ use super::quorum::{self, FetchDecision, Lineage};
 use super::wire::{FetchOutcome, PartitionData, PartitionFetch, ReplicaData, ReplicaFetch};
 use crate::broker::Broker;
 
+/// Most bytes of batches in one answer, all partitions together (one batch
+/// per partition more at most: a fetch always makes progress).
+pub const MAX_FETCH_BYTES: usize = 8 * 1024 * 1024;
+
 /// Longest a follower's fetch is held while nothing is new.
 const MAX_FETCH_WAIT: Duration = Duration::from_secs(1);
 
@@ -188,9 +192,18 @@ impl Broker {
                 }
             }
             let mut news = false;
+            let mut budget = MAX_FETCH_BYTES;
             let mut partitions = Vec::with_capacity(fetch.partitions.len());
             for pf in &fetch.partitions {
-                let data = self.serve_partition(fetch.follower, pf, max_bytes).await;
+                // Past the budget a partition still reports progress (and
+                // moves its high watermark) but sends no batches this time.
+                let limit = if budget == 0 {
+                    0
+                } else {
+                    max_bytes.min(budget)
+                };
+                let data = self.serve_partition(fetch.follower, pf, limit).await;
+                budget = budget.saturating_sub(data.batches.len());
                 news |= !matches!(data.outcome, FetchOutcome::Data)
                     || !data.batches.is_empty()
                     || data.high_watermark != pf.known_high_watermark;
@@ -262,7 +275,7 @@ impl Broker {
                         );
                     }
                 }
-                if pf.fetch_offset < end {
+                if pf.fetch_offset < end && max_bytes > 0 {
                     match p.read(pf.fetch_offset, max_bytes).await {
                         Ok(read) => data.batches = concat(read.chunks),
                         Err(e) => debug!(partition = pf.key, error = %e, "replica read failed"),

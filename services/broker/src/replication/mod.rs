@@ -37,7 +37,7 @@ use tracing::{info, warn};
 use crate::broker::{Broker, Result};
 use crate::errors::from_log;
 
-pub use leader::LeaderState;
+pub use leader::{LeaderState, MAX_FETCH_BYTES};
 pub use quorum::LogPosition;
 pub use wire::{
     FetchOutcome, PartitionData, PartitionFetch, PositionReply, ReplicaData, ReplicaFetch,
