@@ -201,7 +201,7 @@ impl Broker {
             retention: Mutex::new(Some((stop.clone(), tasks))),
             cluster,
             producer_ids: tokio::sync::Mutex::new((0, 0)),
-            replication: crate::replication::Replication::default(),
+            replication: crate::replication::Replication::open(&data_dir),
             stopping: stop.subscribe(),
         });
         if !single {

@@ -333,11 +333,27 @@ impl Partition {
 
     /// Makes the high watermark independent of the end offset (the partition
     /// has other replicas) or ties it to the end again (it has none).
+    ///
+    /// Becoming replicated drops the high watermark to the local start: what
+    /// is on local disk past it may never have reached a majority (a replica
+    /// reopened after a crash knows its end, not what was committed), and
+    /// only the partition's leader, counting its replicas, may move it up
+    /// again. Below the local start the data is in object storage, where
+    /// only committed data goes.
     pub fn set_replicated(&self, replicated: bool) {
-        self.inner.replicated.store(replicated, Ordering::Release);
+        let was = self.inner.replicated.swap(replicated, Ordering::AcqRel);
         if !replicated {
             let end = self.offsets().end;
             self.inner.publish_end(end);
+        } else if !was {
+            let local_start = self.offsets().local_start;
+            self.inner.high_watermark.send_if_modified(|hw| {
+                let down = *hw > local_start;
+                if down {
+                    *hw = local_start;
+                }
+                down
+            });
         }
     }
 

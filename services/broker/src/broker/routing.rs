@@ -305,6 +305,19 @@ impl Broker {
         Ok(rx)
     }
 
+    /// The topic of a forwarded operation. The node that forwarded it may
+    /// have seen a metadata change (a topic just created) that this node has
+    /// not applied yet: before answering "no such topic", catch up.
+    async fn topic_forwarded(&self, tenant: &str, topic: &str) -> Result<TopicMeta> {
+        match self.topic(tenant, topic).await {
+            Err(e) if e.code == ErrorCode::TopicNotFound || e.code == ErrorCode::TenantNotFound => {
+                self.meta.barrier().await?;
+                self.topic(tenant, topic).await
+            }
+            other => other,
+        }
+    }
+
     /// Serves an operation another node forwarded: only for partitions this
     /// node leads (else a retryable `not leader` error).
     pub async fn serve_forwarded(&self, op: PartitionOp) -> Result<PartitionReply> {
@@ -322,7 +335,7 @@ impl Broker {
                 records,
                 acks,
             } => {
-                let meta = self.topic(&tenant, &topic).await?;
+                let meta = self.topic_forwarded(&tenant, &topic).await?;
                 for record in &records {
                     let partition = record.partition.ok_or_else(|| {
                         ApiError::new(
@@ -346,7 +359,7 @@ impl Broker {
                 expected_offset,
                 acks,
             } => {
-                let meta = self.topic(&tenant, &topic).await?;
+                let meta = self.topic_forwarded(&tenant, &topic).await?;
                 check(&meta, partition)?;
                 let result = self
                     .append_here(&meta, partition, records, expected_offset, acks)
@@ -359,7 +372,7 @@ impl Broker {
                 partition,
                 request,
             } => {
-                let meta = self.topic(&tenant, &topic).await?;
+                let meta = self.topic_forwarded(&tenant, &topic).await?;
                 check(&meta, partition)?;
                 let result = self.read_here(&meta, partition, request).await?;
                 Ok(PartitionReply::Read(result))
@@ -369,7 +382,7 @@ impl Broker {
                 topic,
                 partition,
             } => {
-                let meta = self.topic(&tenant, &topic).await?;
+                let meta = self.topic_forwarded(&tenant, &topic).await?;
                 if partition >= meta.partitions {
                     return Err(partition_not_found(&meta, partition));
                 }
@@ -386,7 +399,7 @@ impl Broker {
                 after,
                 wait,
             } => {
-                let meta = self.topic(&tenant, &topic).await?;
+                let meta = self.topic_forwarded(&tenant, &topic).await?;
                 check(&meta, partition)?;
                 let p = self.local_partition(&meta, partition).await?;
                 let mut end = p.watch_high_watermark();

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tracing::{debug, info, warn};
 
 use super::wire::{FetchOutcome, PartitionData, PartitionFetch, ReplicaFetch};
-use super::{ReplicaChannel, Role, epoch_i32};
+use super::{PartitionLineage, ReplicaChannel, Role, epoch_i32, quorum};
 use crate::broker::Broker;
 
 /// How long the leader may hold a fetch while nothing is new.
@@ -156,8 +156,14 @@ impl Broker {
                 }
                 p.advance_high_watermark(data.high_watermark.min(end));
             }
-            FetchOutcome::Truncate { offset } => {
-                info!(partition = key, offset, "truncating a divergent suffix");
+            FetchOutcome::Diverging { epoch, end_offset } => {
+                let end = p.offsets().end;
+                let offset =
+                    quorum::truncation_point(&PartitionLineage(&p), end, epoch, end_offset);
+                info!(
+                    partition = key,
+                    offset, epoch, end_offset, "truncating a divergent suffix"
+                );
                 if let Err(e) = p.truncate(offset).await {
                     warn!(partition = key, offset, error = %e, "cannot truncate; starting over from the leader");
                     self.reset_replica(key, data.leader_end.min(offset)).await;

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use parking_lot::Mutex;
-use strata_log::Partition;
 use tracing::debug;
 
-use super::quorum::{self, FetchDecision, Lineage};
+use super::PartitionLineage;
+use super::quorum::{self, FetchDecision};
 use super::wire::{FetchOutcome, PartitionData, PartitionFetch, ReplicaData, ReplicaFetch};
 use crate::broker::Broker;
 
@@ -156,20 +156,6 @@ impl LeaderState {
     }
 }
 
-struct PartitionLineage<'a>(&'a Partition);
-
-impl Lineage for PartitionLineage<'_> {
-    fn local_start(&self) -> u64 {
-        self.0.offsets().local_start
-    }
-    fn end_offset(&self) -> u64 {
-        self.0.offsets().end
-    }
-    fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, u64)> {
-        self.0.end_offset_for_epoch(epoch)
-    }
-}
-
 impl Broker {
     /// Answers a follower's fetch for all the partitions it replicates from
     /// this node. Progress is counted (and the high watermark moved) before
@@ -256,10 +242,17 @@ impl Broker {
             batches: Bytes::new(),
         };
         match quorum::decide_fetch(&PartitionLineage(&p), pf.fetch_offset, pf.last_epoch) {
-            FetchDecision::Truncate(offset) => data.outcome = FetchOutcome::Truncate { offset },
+            FetchDecision::Diverging { epoch, end_offset } => {
+                data.outcome = FetchOutcome::Diverging { epoch, end_offset }
+            }
             FetchDecision::Reset(offset) => data.outcome = FetchOutcome::Reset { offset },
             FetchDecision::Serve => {
-                state.note_progress(follower, pf.fetch_offset, end);
+                // Only a follower that has begun this epoch holds a prefix of
+                // this leader's log that counts toward a majority (a fetch
+                // from the epoch start whose answer was lost has not).
+                if i64::from(pf.last_epoch) == i64::try_from(state.epoch).unwrap_or(-1) {
+                    state.note_progress(follower, pf.fetch_offset, end);
+                }
                 if let Some(hw) = state.high_watermark(end) {
                     let before = p.high_watermark();
                     data.high_watermark = p.advance_high_watermark(hw);

@@ -75,17 +75,70 @@ pub(crate) enum Role {
 }
 
 /// The replication roles of one broker.
-#[derive(Default)]
 pub(crate) struct Replication {
     roles: Mutex<HashMap<String, Role>>,
     /// Per partition: the epoch being elected that this replica promised
     /// not to take data below, and when.
     fences: Mutex<HashMap<String, (u64, Instant)>>,
+    /// Where the fences are kept: a promise must outlive a crash, or a
+    /// replica restarted in the middle of an election could follow the old
+    /// leader and help it acknowledge writes the election never saw.
+    fences_file: std::path::PathBuf,
     /// Per leader node: the task fetching from it.
     fetchers: Mutex<HashMap<u64, JoinHandle<()>>>,
 }
 
 impl Replication {
+    /// The roles of a broker whose data directory is `data_dir`, with the
+    /// fences it promised before it stopped (each holds for [`FENCE_TTL`]
+    /// from now).
+    pub(crate) fn open(data_dir: &std::path::Path) -> Replication {
+        let fences_file = data_dir.join("replication-fences.json");
+        let stored: HashMap<String, u64> = std::fs::read(&fences_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let now = Instant::now();
+        Replication {
+            roles: Mutex::default(),
+            fences: Mutex::new(stored.into_iter().map(|(k, e)| (k, (e, now))).collect()),
+            fences_file,
+            fetchers: Mutex::default(),
+        }
+    }
+
+    /// Writes the fences durably (a new file, fsynced, renamed over the old).
+    async fn persist_fences(&self) -> Result<()> {
+        let fences: HashMap<String, u64> = self
+            .fences
+            .lock()
+            .iter()
+            .filter(|(_, (_, at))| at.elapsed() < FENCE_TTL)
+            .map(|(k, (e, _))| (k.clone(), *e))
+            .collect();
+        let path = self.fences_file.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            use std::io::Write;
+            let tmp = path.with_extension("json.tmp");
+            let mut file = std::fs::File::create(&tmp)?;
+            file.write_all(&serde_json::to_vec(&fences).unwrap_or_default())?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            if let Some(dir) = path.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("fence task failed: {e}")))?
+        .map_err(|e| {
+            ApiError::new(
+                ErrorCode::Unavailable,
+                format!("cannot record an election fence: {e}"),
+            )
+        })
+    }
+
     pub(crate) fn role(&self, key: &str) -> Option<Role> {
         self.roles.lock().get(key).cloned()
     }
@@ -302,14 +355,18 @@ impl Broker {
     /// (and, if it leads an older epoch itself, to stop taking writes).
     pub async fn replica_position(&self, key: &str, epoch: u64) -> Result<PositionReply> {
         let p = self.log.partition(key).map_err(from_log)?;
-        {
-            let mut fences = self.replication.fences.lock();
-            let entry = fences
-                .entry(key.to_string())
-                .or_insert((epoch, Instant::now()));
-            if epoch >= entry.0 {
-                *entry = (epoch, Instant::now());
+        // Epoch 0 only asks whether this node is there: it promises nothing.
+        if epoch > 0 {
+            {
+                let mut fences = self.replication.fences.lock();
+                let entry = fences
+                    .entry(key.to_string())
+                    .or_insert((epoch, Instant::now()));
+                if epoch >= entry.0 {
+                    *entry = (epoch, Instant::now());
+                }
             }
+            self.replication.persist_fences().await?;
         }
         if let Some(state) = self.replication.leader_state(key)
             && state.epoch < epoch
@@ -425,6 +482,21 @@ impl Broker {
         let state = self.replication.leader_state(key)?;
         let p = self.log.partition(key).ok()?;
         Some(state.in_sync(p.offsets().end))
+    }
+}
+
+/// A partition's log as the replication rules see it.
+pub(crate) struct PartitionLineage<'a>(pub &'a Partition);
+
+impl quorum::Lineage for PartitionLineage<'_> {
+    fn local_start(&self) -> u64 {
+        self.0.offsets().local_start
+    }
+    fn end_offset(&self) -> u64 {
+        self.0.offsets().end
+    }
+    fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, u64)> {
+        self.0.end_offset_for_epoch(epoch)
     }
 }
 

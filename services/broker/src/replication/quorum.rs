@@ -86,9 +86,11 @@ pub trait Lineage {
 pub enum FetchDecision {
     /// The follower's log is a prefix of the leader's: send data from `fetch_offset`.
     Serve,
-    /// The follower holds a suffix the leader does not: it truncates to this
-    /// offset (a batch boundary in both logs) and fetches again.
-    Truncate(u64),
+    /// The logs part: in the leader's log, the largest epoch not past the
+    /// follower's last one is `epoch` and ends at `end_offset` (Kafka's
+    /// OffsetsForLeaderEpoch). The follower truncates to
+    /// [`truncation_point`] and fetches again.
+    Diverging { epoch: i32, end_offset: u64 },
     /// The follower is below what the leader keeps locally, or shares no
     /// epoch with it: it drops its local copy and starts again here (the
     /// data below is in the bucket).
@@ -102,23 +104,54 @@ pub fn decide_fetch(leader: &impl Lineage, fetch_offset: u64, last_epoch: i32) -
             // The leader's log has no epoch this old: nothing to compare.
             None => return FetchDecision::Reset(local_start),
             Some((epoch, epoch_end)) if epoch != last_epoch || epoch_end < fetch_offset => {
-                let to = epoch_end.min(fetch_offset);
-                return if to < local_start {
+                return if epoch_end.min(fetch_offset) < local_start {
                     FetchDecision::Reset(local_start)
                 } else {
-                    FetchDecision::Truncate(to)
+                    FetchDecision::Diverging {
+                        epoch,
+                        end_offset: epoch_end,
+                    }
                 };
             }
             Some(_) => {}
         }
     }
     if fetch_offset > end {
-        return FetchDecision::Truncate(end);
+        return FetchDecision::Diverging {
+            epoch: -1,
+            end_offset: end,
+        };
     }
     if fetch_offset < local_start {
         return FetchDecision::Reset(local_start);
     }
     FetchDecision::Serve
+}
+
+/// Where a follower whose log ends at `fetch_offset` truncates when told
+/// [`FetchDecision::Diverging`] (Kafka's rule, KIP-279). If the follower has
+/// the leader's `epoch`, both logs hold the same batches of it up to the
+/// earlier of their two ends for it: cut there. If it does not, it cuts to
+/// where its own largest epoch below ends (a batch boundary of its own log)
+/// and asks again from there, with that epoch: each round the follower's
+/// last epoch gets older, so it converges.
+pub fn truncation_point(
+    follower: &impl Lineage,
+    fetch_offset: u64,
+    epoch: i32,
+    end_offset: u64,
+) -> u64 {
+    if epoch < 0 {
+        return end_offset.min(fetch_offset);
+    }
+    match follower.end_offset_for_epoch(epoch) {
+        Some((own_epoch, own_end)) if own_epoch == epoch => {
+            end_offset.min(own_end).min(fetch_offset)
+        }
+        Some((_, own_end)) => own_end.min(fetch_offset),
+        // The follower has no epoch that old: nothing of its log is shared.
+        None => follower.local_start(),
+    }
 }
 
 #[cfg(test)]
@@ -178,16 +211,67 @@ mod tests {
             end: 40,
             epochs: vec![(1, 0), (3, 20), (5, 30)],
         };
+        let diverging = |epoch, end_offset| FetchDecision::Diverging { epoch, end_offset };
         assert_eq!(decide_fetch(&leader, 25, 3), FetchDecision::Serve);
         assert_eq!(decide_fetch(&leader, 40, 5), FetchDecision::Serve);
         // Epoch 3 ended at 30 on the leader: the follower's 30..35 diverge.
-        assert_eq!(decide_fetch(&leader, 35, 3), FetchDecision::Truncate(30));
-        // Epoch 2 never led here: the follower's epoch 2 entries from 20 on go.
-        assert_eq!(decide_fetch(&leader, 26, 2), FetchDecision::Truncate(20));
-        assert_eq!(decide_fetch(&leader, 45, 5), FetchDecision::Truncate(40));
+        assert_eq!(decide_fetch(&leader, 35, 3), diverging(3, 30));
+        // Epoch 2 never led here: the leader's epoch 1 ends at 20.
+        assert_eq!(decide_fetch(&leader, 26, 2), diverging(1, 20));
+        assert_eq!(decide_fetch(&leader, 45, 5), diverging(5, 40));
         assert_eq!(decide_fetch(&leader, 5, 1), FetchDecision::Reset(10));
         assert_eq!(decide_fetch(&leader, 0, -1), FetchDecision::Reset(10));
         assert_eq!(decide_fetch(&leader, 12, -1), FetchDecision::Serve);
         assert_eq!(decide_fetch(&leader, 12, 0), FetchDecision::Reset(10));
+    }
+
+    #[test]
+    fn followers_truncate_where_both_logs_still_agree() {
+        let leader = Log {
+            local_start: 0,
+            end: 100,
+            epochs: vec![(1, 0), (2, 45), (3, 89)],
+        };
+        // The follower led epoch 8 alone from 8 on (a stale leader's suffix):
+        // the leader's largest epoch not past 8 is 3, ending at 100; the
+        // follower's own log holds nothing of epochs 2..3, its epoch 1 ends
+        // at 8: truncating to 11 (its end) would repeat forever.
+        let follower = Log {
+            local_start: 0,
+            end: 11,
+            epochs: vec![(1, 0), (8, 8)],
+        };
+        let FetchDecision::Diverging { epoch, end_offset } = decide_fetch(&leader, 11, 8) else {
+            panic!("the logs diverge");
+        };
+        assert_eq!(truncation_point(&follower, 11, epoch, end_offset), 8);
+        // After the cut the follower's last epoch is 1, which the leader ends at 45.
+        assert_eq!(decide_fetch(&leader, 8, 1), FetchDecision::Serve);
+        // Same epoch, follower ahead: the leader's end.
+        let ahead = Log {
+            local_start: 0,
+            end: 120,
+            epochs: vec![(1, 0), (2, 45), (3, 89)],
+        };
+        let FetchDecision::Diverging { epoch, end_offset } = decide_fetch(&leader, 120, 3) else {
+            panic!("the follower is ahead");
+        };
+        assert_eq!(truncation_point(&ahead, 120, epoch, end_offset), 100);
+        // A follower with no epoch as old as the leader's: start of its log.
+        let stranger = Log {
+            local_start: 5,
+            end: 30,
+            epochs: vec![(4, 5)],
+        };
+        assert_eq!(truncation_point(&stranger, 30, 3, 100), 5);
+        // The follower lacks the leader's epoch 2 (which ends at 28 there):
+        // it cuts only its own newer epochs (3 from 39), not into its epoch
+        // 1 batches at 28, and compares again with epoch 1.
+        let stale = Log {
+            local_start: 0,
+            end: 45,
+            epochs: vec![(1, 0), (3, 39)],
+        };
+        assert_eq!(truncation_point(&stale, 45, 2, 28), 39);
     }
 }

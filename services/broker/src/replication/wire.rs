@@ -59,8 +59,9 @@ pub struct PartitionData {
 pub enum FetchOutcome {
     /// Batches from the fetch offset (possibly none yet).
     Data,
-    /// Truncate to this offset, then fetch again.
-    Truncate { offset: u64 },
+    /// The logs part (see `quorum::FetchDecision::Diverging`): truncate to
+    /// `quorum::truncation_point`, then fetch again.
+    Diverging { epoch: i32, end_offset: u64 },
     /// Drop the local copy and start again at this offset.
     Reset { offset: u64 },
     /// This node does not lead the partition at the follower's epoch.
