@@ -48,7 +48,11 @@ impl Peer {
                 )
             })?
             .connect_timeout(Duration::from_secs(2))
-            .tcp_nodelay(true);
+            .tcp_nodelay(true)
+            // Replication answers carry megabytes: HTTP/2's default 64 KiB
+            // windows would stall each on window updates.
+            .initial_stream_window_size(16 * 1024 * 1024)
+            .initial_connection_window_size(32 * 1024 * 1024);
         Ok(Peer {
             addr: addr.to_string(),
             client: PeerClient::new(endpoint.connect_lazy()),

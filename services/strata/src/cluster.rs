@@ -20,6 +20,10 @@ use crate::config::ClusterSettings;
 pub const HEARTBEAT_INTERVAL: Duration =
     Duration::from_millis(strata_meta::placement::HEARTBEAT_INTERVAL_MS);
 
+/// HTTP/2 flow-control windows of the peer listener (see `Peer::new`).
+const PEER_STREAM_WINDOW: u32 = 16 * 1024 * 1024;
+const PEER_CONNECTION_WINDOW: u32 = 32 * 1024 * 1024;
+
 /// Longest one heartbeat write may take.
 const HEARTBEAT_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -74,7 +78,12 @@ pub async fn start(
         let service = PeerService::server(node.clone(), broker);
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         tokio::spawn(async move {
+            // Replication answers carry up to 8 MiB: HTTP/2's default 64 KiB
+            // windows would make each one wait on many window updates.
             let result = tonic::transport::Server::builder()
+                .initial_stream_window_size(Some(PEER_STREAM_WINDOW))
+                .initial_connection_window_size(Some(PEER_CONNECTION_WINDOW))
+                .tcp_nodelay(true)
                 .add_service(service)
                 .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
                 .await;

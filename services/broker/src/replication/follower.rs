@@ -12,7 +12,7 @@ use super::{PartitionLineage, ReplicaChannel, Role, epoch_i32, quorum};
 use crate::broker::Broker;
 
 /// How long the leader may hold a fetch while nothing is new.
-const FETCH_WAIT: Duration = Duration::from_millis(500);
+const FETCH_WAIT: Duration = Duration::from_millis(200);
 /// A fetch that takes longer than this is given up and the stream reopened.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause after a failed fetch (the leader may be gone: the metadata will say).

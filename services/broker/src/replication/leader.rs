@@ -198,12 +198,12 @@ impl Broker {
             if news || tokio::time::Instant::now() >= deadline || watches.is_empty() {
                 return ReplicaData { partitions };
             }
+            // A fresh receiver has seen the value it was made with, so a
+            // change after the subscription above (even during the pass)
+            // wakes this at once: never mark anything seen here.
             let changes = watches
                 .iter_mut()
-                .map(|w| {
-                    w.borrow_and_update();
-                    w.changed().boxed()
-                })
+                .map(|w| w.changed().boxed())
                 .collect::<Vec<_>>();
             let _ = tokio::time::timeout_at(deadline, futures::future::select_all(changes)).await;
         }
