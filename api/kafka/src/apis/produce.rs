@@ -286,7 +286,7 @@ async fn produce_partition(
     }
     match state.check(producer) {
         SequenceCheck::Refuse(code) => {
-            tracing::warn!(
+            tracing::debug!(
                 partition = partition.key(),
                 producer = producer.producer_id,
                 epoch = producer.epoch,
