@@ -266,14 +266,20 @@ async fn epochs_begin_empty_and_replicas_keep_a_high_watermark() {
         assert_eq!(p.last_epoch(), Some(3));
 
         p.set_replicated(true);
+        // Nothing local is known to be on a majority: down to the local start.
+        assert_eq!(p.high_watermark(), 0, "replicated: only what is known committed");
+        assert_eq!(p.advance_high_watermark(2), 2);
         let c = p
             .append(batch(&["c"], 2).as_ref(), AppendOptions::default())
             .await
             .unwrap();
         assert_eq!((c.base_offset, c.next_offset), (2, 3));
+        assert_eq!(c.leader_epoch, 3, "the epoch stamped on the batch");
         assert_eq!(p.epoch_at(2), Some(3));
         assert_eq!(p.high_watermark(), 2, "replicated: not moved by appends");
         assert_eq!(p.offsets().high_watermark, 2);
+        p.set_replicated(true);
+        assert_eq!(p.high_watermark(), 2, "already replicated: not lowered again");
         assert_eq!(p.advance_high_watermark(9), 3, "capped at the end");
         assert_eq!(p.advance_high_watermark(1), 3, "never back");
         let read = p.read_up_to(0, 1 << 20, 2).await.unwrap();
