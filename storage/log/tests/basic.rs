@@ -267,7 +267,11 @@ async fn epochs_begin_empty_and_replicas_keep_a_high_watermark() {
 
         p.set_replicated(true);
         // Nothing local is known to be on a majority: down to the local start.
-        assert_eq!(p.high_watermark(), 0, "replicated: only what is known committed");
+        assert_eq!(
+            p.high_watermark(),
+            0,
+            "replicated: only what is known committed"
+        );
         assert_eq!(p.advance_high_watermark(2), 2);
         let c = p
             .append(batch(&["c"], 2).as_ref(), AppendOptions::default())
@@ -279,7 +283,11 @@ async fn epochs_begin_empty_and_replicas_keep_a_high_watermark() {
         assert_eq!(p.high_watermark(), 2, "replicated: not moved by appends");
         assert_eq!(p.offsets().high_watermark, 2);
         p.set_replicated(true);
-        assert_eq!(p.high_watermark(), 2, "already replicated: not lowered again");
+        assert_eq!(
+            p.high_watermark(),
+            2,
+            "already replicated: not lowered again"
+        );
         assert_eq!(p.advance_high_watermark(9), 3, "capped at the end");
         assert_eq!(p.advance_high_watermark(1), 3, "never back");
         let read = p.read_up_to(0, 1 << 20, 2).await.unwrap();
