@@ -715,6 +715,10 @@ async fn acknowledged_records_survive_a_nemesis() {
             );
         }
         for (offset, value) in log {
+            if seen.contains(value) {
+                let first = log.iter().find(|(_, v)| v == value).map(|(o, _)| *o);
+                eprintln!("{value} first at offset {first:?} of partition {p}");
+            }
             assert!(
                 seen.insert(value.clone()),
                 "{value} is in the log twice (partition {p}, offset {offset})"

@@ -14,7 +14,7 @@
 //! instead (as Kafka does), which makes the producer refresh its metadata.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use kafka_protocol::messages::produce_response::{
@@ -76,6 +76,15 @@ pub(crate) async fn handle(
 ) -> Reply {
     let started = Instant::now();
     let acks = request.acks;
+    // acks=all waits for replicas up to the request's own timeout (0 or
+    // less: the broker's --replication-timeout).
+    let replication_wait = u64::try_from(request.timeout_ms)
+        .ok()
+        .filter(|ms| *ms > 0)
+        .map_or(
+            shared.broker.config().replication_timeout,
+            Duration::from_millis,
+        );
     let durability = match acks {
         -1 => Some(Durability::Fsync),
         0 | 1 => Some(Durability::Write),
@@ -101,7 +110,14 @@ pub(crate) async fn handle(
                     match cluster::serve_here(shared, meta, data.index).await {
                         Ok(served) => {
                             let records = data.records.unwrap_or_default();
-                            produce_partition(shared, meta, served.log, records, durability).await
+                            produce_partition(
+                                shared,
+                                meta,
+                                served.log,
+                                records,
+                                (durability, replication_wait),
+                            )
+                            .await
                         }
                         Err(refused) => {
                             elsewhere = refused.leader;
@@ -220,7 +236,7 @@ async fn produce_partition(
     topic: &TopicMeta,
     partition: Partition,
     records: bytes::Bytes,
-    durability: Durability,
+    (durability, replication_wait): (Durability, Duration),
 ) -> PendingOutcome {
     // Back-pressure while the bucket is behind: a retryable error, not a full disk.
     if let Err(e) = shared.broker.check_disk_budget() {
@@ -260,7 +276,14 @@ async fn produce_partition(
                 let shared = shared.clone();
                 Box::pin(async move {
                     let result = acked.await;
-                    replicated(&shared, &partition, all, result, size).await
+                    replicated(
+                        &shared,
+                        &partition,
+                        all.then_some(replication_wait),
+                        result,
+                        size,
+                    )
+                    .await
                 })
             }
             Err(e) => ready(Err(from_log(e))),
@@ -316,7 +339,7 @@ async fn produce_partition(
                 if all
                     && let Err(e) = shared
                         .broker
-                        .await_replicated(&partition, epoch, offset + 1)
+                        .await_replicated_within(&partition, epoch, offset + 1, replication_wait)
                         .await
                 {
                     return Err(from_api(&e));
@@ -343,7 +366,14 @@ async fn produce_partition(
                     };
                     // The sequence is taken once the batch is in the leader's
                     // log; later batches need not wait for its replication.
-                    replicated(&shared, &partition, all, result, size).await
+                    replicated(
+                        &shared,
+                        &partition,
+                        all.then_some(replication_wait),
+                        result,
+                        size,
+                    )
+                    .await
                 })
             }
             Err(e) => ready(Err(from_log(e))),
@@ -351,19 +381,19 @@ async fn produce_partition(
     }
 }
 
-/// [`outcome`], once a majority of replicas hold the append when `all`.
+/// [`outcome`], once a majority of replicas hold the append, waiting up
+/// to `wait` (acks=all; `None`: no wait).
 async fn replicated(
     shared: &Shared,
     partition: &Partition,
-    all: bool,
+    wait: Option<Duration>,
     result: Result<Appended, LogError>,
     size: (usize, u64),
 ) -> Outcome {
-    if all
-        && let Ok(a) = &result
+    if let (Some(wait), Ok(a)) = (wait, &result)
         && let Err(e) = shared
             .broker
-            .await_replicated(partition, a.leader_epoch, a.next_offset)
+            .await_replicated_within(partition, a.leader_epoch, a.next_offset, wait)
             .await
     {
         return Err(from_api(&e));

@@ -396,12 +396,28 @@ impl Broker {
         epoch: i32,
         next_offset: u64,
     ) -> Result<()> {
+        self.await_replicated_within(p, epoch, next_offset, self.config.replication_timeout)
+            .await
+    }
+
+    /// As [`Broker::await_replicated`], waiting at most `timeout` (a Kafka
+    /// Produce request's own `timeout_ms`, as Kafka's brokers honor it: a
+    /// client whose request is answered early with "not enough replicas after
+    /// append" treats its batch as possibly written, and librdkafka's
+    /// idempotent producer then bumps its epoch and sends it again as new).
+    pub async fn await_replicated_within(
+        &self,
+        p: &Partition,
+        epoch: i32,
+        next_offset: u64,
+        timeout: std::time::Duration,
+    ) -> Result<()> {
         if !p.is_replicated() {
             return Ok(());
         }
         let mut hw = p.watch_high_watermark();
         // The borrowed value is dropped at once (see watch_high_watermark).
-        let waited = tokio::time::timeout(self.config.replication_timeout, async {
+        let waited = tokio::time::timeout(timeout, async {
             hw.wait_for(|h| *h >= next_offset).await.map(|h| *h)
         })
         .await;
@@ -410,9 +426,8 @@ impl Broker {
                 ErrorCode::ReplicationTimeout,
                 format!(
                     "offsets up to {next_offset} of partition {} are written on the leader, but a \
-                     majority of replicas did not confirm them within {:?}; retry",
+                     majority of replicas did not confirm them within {timeout:?}; retry",
                     p.key(),
-                    self.config.replication_timeout
                 ),
             ));
         }
