@@ -11,25 +11,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::moto;
 use serde_json::{Value, json};
 use strata_test_support::{Cluster, MotoServer};
 
 const BIN: &str = common::BIN;
 const PREFIX: &str = "s3://strata/cluster-test";
-
-fn moto() -> Option<MotoServer> {
-    if !MotoServer::available() {
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true"),
-            "moto_server is missing (scripts/test.sh installs it)"
-        );
-        eprintln!("!!! SKIPPED: moto_server is not installed (scripts/test.sh installs it)");
-        return None;
-    }
-    let mut moto = MotoServer::start();
-    moto.create_bucket("strata");
-    Some(moto)
-}
 
 fn common_args() -> Vec<&'static str> {
     vec!["--object-store", PREFIX, "--meta-snapshot-every", "5"]

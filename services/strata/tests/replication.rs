@@ -21,26 +21,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::moto;
 use serde_json::{Value, json};
-use strata_test_support::{Cluster, MotoServer};
+use strata_test_support::Cluster;
 
 const BIN: &str = common::BIN;
 const TOPIC: &str = "jepsen";
 const PARTITIONS: u32 = 3;
-
-fn moto() -> Option<MotoServer> {
-    if !MotoServer::available() {
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true"),
-            "moto_server is missing (scripts/test.sh installs it)"
-        );
-        eprintln!("!!! SKIPPED: moto_server is not installed (scripts/test.sh installs it)");
-        return None;
-    }
-    let mut moto = MotoServer::start();
-    moto.create_bucket("strata");
-    Some(moto)
-}
 
 fn confluent_kafka() -> bool {
     let ok = Command::new("python3")
@@ -51,6 +38,11 @@ fn confluent_kafka() -> bool {
         ok || std::env::var("CI").map_or(true, |v| v != "true"),
         "confluent-kafka is missing (scripts/test.sh installs it)"
     );
+    if !ok {
+        eprintln!(
+            "!!! SKIPPED the Kafka producer: confluent-kafka is not installed (scripts/test.sh installs it)"
+        );
+    }
     ok
 }
 
@@ -75,6 +67,23 @@ struct Ledger {
     acked: HashMap<String, (u32, u64)>,
     /// Writes that failed or timed out: they may or may not be in the log.
     indeterminate: usize,
+}
+
+impl Ledger {
+    /// Records a write's outcome: acknowledged at `offset`, or indeterminate.
+    /// Returns whether it was acknowledged.
+    fn note(&mut self, value: String, partition: u32, offset: Option<u64>) -> bool {
+        match offset {
+            Some(o) => {
+                self.acked.insert(value, (partition, o));
+                true
+            }
+            None => {
+                self.indeterminate += 1;
+                false
+            }
+        }
+    }
 }
 
 /// The cluster status as node `addr` sees it.
@@ -160,16 +169,7 @@ async fn http_writer(
                 .and_then(|b| b["base_offset"].as_u64()),
             _ => None,
         };
-        {
-            let mut l = ledger.lock().unwrap();
-            match offset {
-                Some(o) => {
-                    l.acked.insert(value, (p, o));
-                }
-                None => l.indeterminate += 1,
-            }
-        }
-        if offset.is_none() {
+        if !ledger.lock().unwrap().note(value, p, offset) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         i += 1;
@@ -208,16 +208,7 @@ async fn grpc_writer(addrs: Addrs, ledger: Arc<Mutex<Ledger>>, stop: Arc<AtomicB
             .await
             .ok()
             .flatten();
-        {
-            let mut l = ledger.lock().unwrap();
-            match offset {
-                Some(o) => {
-                    l.acked.insert(value, (p, o));
-                }
-                None => l.indeterminate += 1,
-            }
-        }
-        if offset.is_none() {
+        if !ledger.lock().unwrap().note(value, p, offset) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         i += 1;

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use strata_test_support::MotoServer;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_strata");
 
 /// A running `strata server`, killed when dropped.
@@ -205,4 +207,21 @@ pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> BoundedOutput {
         stderr: err.join().unwrap_or_default(),
         elapsed: started.elapsed(),
     }
+}
+
+/// A moto S3 server with a bucket `strata`, for the tests that need a real
+/// S3-compatible server; `None` (the test skips, saying so) only outside CI
+/// when moto is not installed: with `CI=true` a missing moto fails the test.
+pub fn moto() -> Option<MotoServer> {
+    if !MotoServer::available() {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "moto_server is missing (scripts/test.sh installs it)"
+        );
+        eprintln!("!!! SKIPPED: moto_server is not installed (scripts/test.sh installs it)");
+        return None;
+    }
+    let mut moto = MotoServer::start();
+    moto.create_bucket("strata");
+    Some(moto)
 }
