@@ -141,17 +141,18 @@ impl LeaderState {
     /// within [`REPLICA_LAG_MAX`], or holding it now.
     pub fn in_sync(&self, leader_end: u64) -> Vec<u64> {
         let mut out = vec![self.me];
-        let followers = self.followers.lock();
-        let mut ids: Vec<&u64> = followers.keys().collect();
-        ids.sort_unstable();
-        for id in ids {
-            let p = followers[id];
-            if p.matched.is_some_and(|m| m >= leader_end)
-                || p.caught_up_at.elapsed() < REPLICA_LAG_MAX
-            {
-                out.push(*id);
-            }
-        }
+        let mut caught_up: Vec<u64> = self
+            .followers
+            .lock()
+            .iter()
+            .filter(|(_, p)| {
+                p.matched.is_some_and(|m| m >= leader_end)
+                    || p.caught_up_at.elapsed() < REPLICA_LAG_MAX
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        caught_up.sort_unstable();
+        out.extend(caught_up);
         out
     }
 }
