@@ -409,6 +409,9 @@ impl PartitionState {
         segments.retain(|s| !s.sealed || s.end_offset > local_start);
         self.meta.active_mut();
         self.meta.epochs.retain(|e| e.start_offset < offset);
+        // A cut at the local start leaves a run that holds nothing local; it
+        // must not keep its journal file alive.
+        self.drop_local_below(local_start);
     }
 
     /// The segment a truncation to `offset` cuts (not at its boundaries), if any.
@@ -591,6 +594,30 @@ mod tests {
             })
             .is_err()
         );
+    }
+
+    #[test]
+    fn truncate_to_local_start_keeps_no_run() {
+        let mut p = partition();
+        p.apply_run(run(0, 5, 1)).unwrap();
+        p.apply_run(run(5, 12, 2)).unwrap();
+        p.apply_control(&ControlOp::AdvanceStart { offset: 8 })
+            .unwrap();
+        assert_eq!(p.runs.len(), 1, "the run holding offsets 8..12 stays");
+        p.apply_control(&ControlOp::Truncate {
+            offset: 8,
+            cut_segment: None,
+        })
+        .unwrap();
+        assert_eq!(p.meta.next_offset, 8);
+        assert!(
+            p.runs.is_empty(),
+            "a run cut down to nothing local pins its journal file"
+        );
+        assert!(p.tail.is_empty());
+        assert_eq!(p.meta.segments.len(), 1);
+        assert_eq!(p.meta.segments[0].base_offset, 8);
+        p.check_contiguous().unwrap();
     }
 
     #[test]
