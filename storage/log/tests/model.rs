@@ -426,6 +426,8 @@ impl MPart {
         let local_start = self.local_start;
         self.segments.retain(|s| !s.sealed || s.end > local_start);
         self.epochs.retain(|e| e.1 < offset);
+        // Cut to the local start, nothing local is left: as after retention.
+        self.drop_local_below(local_start);
     }
 
     /// Local data below `offset` goes: sealed segments wholly below it are
