@@ -30,6 +30,20 @@ if ! python3 -m moto.server --help >/dev/null 2>&1; then
   python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
     -r tests/support/requirements.txt
 fi
+# strata-bench's Kafka driver links the system librdkafka (found by
+# pkg-config); its NATS and Redis drivers run against Debian's servers
+# (bench/tests/), and its plots draw text with DejaVu Sans.
+bench_packages=()
+pkg-config --exists rdkafka 2>/dev/null || bench_packages+=(librdkafka-dev pkg-config)
+command -v nats-server >/dev/null || bench_packages+=(nats-server)
+command -v redis-server >/dev/null || bench_packages+=(redis-server)
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || bench_packages+=(fonts-dejavu-core)
+if [ ${#bench_packages[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${bench_packages[@]}" >/dev/null
+fi
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
+# The peer drivers and plots sit behind features the workspace build leaves off.
+cargo clippy -p strata-bench --all-features --all-targets -- -D warnings
 cargo test --workspace
+cargo test -p strata-bench --all-features
