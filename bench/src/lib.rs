@@ -4,7 +4,8 @@
 
 pub mod driver;
 pub mod machine;
-pub mod measure;
+/// The schedule, due-time values and histograms, shared with `strata bench`.
+pub use strata_loadgen as measure;
 #[cfg(feature = "plots")]
 pub mod plot;
 pub mod procstat;

@@ -50,6 +50,9 @@ struct SuiteArgs {
     /// The strata binary to start.
     #[arg(long, default_value = "target/release/strata")]
     strata: PathBuf,
+    /// The nats-server program to start (NATS before 2.10 cannot run the fsync class).
+    #[arg(long, default_value = "nats-server")]
+    nats_server: PathBuf,
     /// Where the results JSON goes.
     #[arg(long, default_value = "target/bench/results.json")]
     out: PathBuf,
@@ -176,13 +179,22 @@ async fn suite_command(a: SuiteArgs) -> anyhow::Result<()> {
         },
         classes: a.classes,
         strata_bin: a.strata,
+        nats_server: a.nats_server,
         work_dir: work_dir.clone(),
         machine_runtime: a.machine_runtime,
         duration: a.duration,
         warmup: a.warmup,
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
-    let results = suite::run(&opts).await;
+    // Interrupted, the suite's future is dropped, and with it every server it
+    // started (each is killed with its process group when dropped).
+    let results = tokio::select! {
+        r = suite::run(&opts) => r,
+        signal = interrupted() => {
+            let _ = std::fs::remove_dir_all(&work_dir);
+            bail!("stopped by {signal}; every server the suite started is stopped");
+        }
+    };
     let _ = std::fs::remove_dir_all(&work_dir);
     let results = results?;
     if let Some(dir) = a.out.parent() {
@@ -195,6 +207,22 @@ async fn suite_command(a: SuiteArgs) -> anyhow::Result<()> {
         write_report(&results, report, &a.figures)?;
     }
     Ok(())
+}
+
+/// The first of SIGINT and SIGTERM (never, if they cannot be caught).
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        eprintln!("warning: cannot catch SIGINT and SIGTERM: servers outlive an interrupted suite");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
 }
 
 async fn run_command(a: RunArgs) -> anyhow::Result<()> {
@@ -230,6 +258,7 @@ async fn run_command(a: RunArgs) -> anyhow::Result<()> {
             durability: a.durability,
             topic: a.topic.clone(),
             pids: a.pid.clone(),
+            quiet: a.pid.clone(),
         };
         let result = runner::run(&*driver, &plan).await?;
         println!("{}", serde_json::to_string(&result)?);

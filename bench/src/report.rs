@@ -269,8 +269,21 @@ fn latency_goal(results: &SuiteResults, class: Durability, peer: System) -> Goal
             );
         }
     };
-    let (Some(o), Some(t)) = (ours.produce, theirs.produce) else {
-        return Goal::not_comparable(label, "no produce latency recorded".into());
+    let Some(o) = ours.produce else {
+        return Goal::not_comparable(label, "no produce latency of strata-grpc recorded".into());
+    };
+    let Some(t) = theirs.produce else {
+        // Nothing due in the window came back: a peer so far behind the rate
+        // that its p99 is beyond the whole run, which any latency beats.
+        if theirs.unsent > 0 && ours.unsent == 0 {
+            let (r, ot, u) = (sig(rate), sig(o.p99_ms), sig(theirs.unsent as f64));
+            let detail = format!(
+                "at {r} records/s: strata-grpc {ot} ms; {p} acknowledged none of the records due \
+                 in the window ({u} never sent): it did not sustain the rate"
+            );
+            return Goal::judged(label, true, detail);
+        }
+        return Goal::not_comparable(label, format!("no produce latency of {p} recorded"));
     };
     let (r, ot, tt) = (sig(rate), sig(o.p99_ms), sig(t.p99_ms));
     let detail = format!("at {r} records/s: strata-grpc {ot} ms vs {p} {tt} ms");
@@ -451,7 +464,11 @@ fn render_workload(out: &mut String, results: &SuiteResults, workload: &str, cla
                 r.system.as_str().to_string(),
                 cell(&r.case),
                 r.target_rate.map_or_else(|| "max".into(), sig),
-                sig(r.records_per_s),
+                if r.unsent > 0 {
+                    format!("{} ({} unsent)", sig(r.records_per_s), sig(r.unsent as f64))
+                } else {
+                    sig(r.records_per_s)
+                },
                 sig(r.mb_per_s),
                 p(|l| l.p50_ms),
                 p(|l| l.p99_ms),
@@ -465,6 +482,12 @@ fn render_workload(out: &mut String, results: &SuiteResults, workload: &str, cla
             out.push_str(&format!("| {} |\n", row.join(" | ")));
         }
         out.push('\n');
+        if runs.iter().any(|r| r.unsent > 0) {
+            out.push_str(
+                "_unsent_: records due in the measured window that were still not sent 5 s after \
+                 its end, the system being that far behind the rate; latencies are of what was sent.\n\n",
+            );
+        }
     }
     for a in &absent {
         out.push_str(&format!(
@@ -710,6 +733,7 @@ pub(crate) mod tests {
             records_per_s,
             mb_per_s: records_per_s * 1024.0 / 1e6,
             errors: 0,
+            unsent: 0,
             produce: p99_ms.map(latency),
             e2e: p99_ms.map(|p| latency(p * 2.0)),
             consumed: (records_per_s * 10.0) as u64,
@@ -862,6 +886,47 @@ pub(crate) mod tests {
             v => panic!("{v:?}"),
         }
         assert_eq!(g.len(), 7);
+    }
+
+    #[test]
+    fn a_peer_that_did_not_sustain_the_rate_loses_the_latency_goal() {
+        let mut r = fixture();
+        let nats = r
+            .runs
+            .iter_mut()
+            .find(|x| x.system == System::Nats && x.workload == "W2")
+            .unwrap_or_else(|| panic!("no nats W2 run"));
+        // Nothing due in the window acknowledged; most of it never sent.
+        nats.produce = None;
+        nats.records = 0;
+        nats.records_per_s = 0.0;
+        nats.unsent = 150_000;
+        let g = goals(&r);
+        let label =
+            "(d) Strata's W2 produce p99 at `load 50%` lower than nats at the same rate, fsync";
+        let goal = g
+            .iter()
+            .find(|g| g.label.starts_with(label))
+            .unwrap_or_else(|| panic!("no {label} in {g:#?}"));
+        assert_eq!(goal.verdict, Verdict::Met, "{goal:?}");
+        assert!(
+            goal.detail.contains("150,000 never sent"),
+            "{}",
+            goal.detail
+        );
+        let text = render(&r, &[]);
+        let w2 = section_of(&text, "#### W2, fsync class");
+        assert!(w2.contains("| 0 (150,000 unsent) |"), "{w2}");
+        assert!(w2.contains("_unsent_: records due"), "{w2}");
+        // Without unsent records there is nothing to judge from.
+        r.runs
+            .iter_mut()
+            .filter(|x| x.system == System::Nats)
+            .for_each(|x| x.unsent = 0);
+        match verdict(&goals(&r), label) {
+            Verdict::NotComparable(why) => assert!(why.contains("no produce latency"), "{why}"),
+            v => panic!("{v:?}"),
+        }
     }
 
     #[test]

@@ -38,6 +38,11 @@ pub struct RunResult {
     pub mb_per_s: f64,
     /// Requests that failed in the measured window.
     pub errors: u64,
+    /// Records due in the measured window that were never sent: at a fixed
+    /// rate the system was so far behind that the run stopped sending 5 s
+    /// after its end. Not 0 means it did not sustain the rate.
+    #[serde(default)]
+    pub unsent: u64,
     /// Produce latency, from each request's due time to its acknowledgement.
     pub produce: Option<LatencySummary>,
     /// End-to-end latency, from a record's due time to its delivery to a consumer.

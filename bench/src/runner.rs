@@ -21,10 +21,22 @@ use crate::workload::{Case, Workload};
 /// that keeps up, a bound on memory for one that does not (the latency of
 /// requests held back still counts from their due time).
 const RATE_WINDOW: usize = 1024;
+/// At a fixed rate, how long after the end a producer still sends requests
+/// that fell due in the run: a system far behind the rate would otherwise
+/// keep the run going until it has worked off the whole schedule. What is
+/// still unsent then is counted as `unsent`, never as sent.
+const SEND_GRACE: Duration = Duration::from_secs(5);
 /// After the producers stop, how long consumers may take to catch up.
 const DRAIN: Duration = Duration::from_secs(15);
 /// How long acknowledgements still in flight at the end may take.
 const SETTLE: Duration = Duration::from_secs(30);
+/// Longest a case waits for the system to finish work a case before it left
+/// behind (deleting the old topic, sealing and offloading segments, AOF
+/// rewrites), so that no case pays for another's.
+const QUIESCE_LIMIT: Duration = Duration::from_secs(20);
+/// Idle: below this many cores of CPU over one sample.
+const IDLE_CORES: f64 = 0.05;
+const QUIESCE_SAMPLE: Duration = Duration::from_millis(500);
 /// Longest the backlog phase of a catch-up workload may take.
 const BACKLOG_LIMIT: Duration = Duration::from_secs(3600);
 
@@ -41,6 +53,9 @@ pub struct Plan<'a> {
     pub topic: String,
     /// The processes of the system under test, for CPU and memory.
     pub pids: Vec<u32>,
+    /// Processes that must be idle before the case starts: the system's and
+    /// any other server running beside it.
+    pub quiet: Vec<u32>,
 }
 
 /// The run's clock: warm-up from `start` to `measure_start`, measured until `end`.
@@ -73,6 +88,16 @@ impl Timing {
     fn measured(&self, due: Instant) -> bool {
         due >= self.measure_start && due < self.end
     }
+
+    /// Requests `from` onwards of `schedule` that are due in the measured
+    /// window (at most the window's requests: the schedule is finite there).
+    fn unsent_from(&self, schedule: &Schedule, from: u64) -> u64 {
+        (from..)
+            .map(|n| self.start + schedule.offset(n))
+            .take_while(|&due| due < self.end)
+            .filter(|&due| self.measured(due))
+            .count() as u64
+    }
 }
 
 pub fn now_wall_us() -> u64 {
@@ -91,6 +116,8 @@ struct ProduceStats {
     latency: Latencies,
     /// Every record acknowledged, warm-up and backlog included.
     acked_total: u64,
+    /// Records due in the measured window never sent (see [`SEND_GRACE`]).
+    unsent: u64,
     last_error: Option<String>,
 }
 
@@ -111,6 +138,7 @@ pub async fn run(driver: &dyn Driver, plan: &Plan<'_>) -> Result<RunResult, Driv
     driver
         .prepare_configured(&plan.topic, partitions, &w.topic_config)
         .await?;
+    quiesce(&plan.quiet).await;
     let mut producers: Vec<Arc<dyn Producer>> = Vec::new();
     for _ in 0..w.producers {
         producers.push(Arc::from(driver.producer(&plan.topic).await?));
@@ -239,6 +267,7 @@ pub async fn run(driver: &dyn Driver, plan: &Plan<'_>) -> Result<RunResult, Driv
         records_per_s: p.records as f64 / duration_s,
         mb_per_s: p.bytes as f64 / 1e6 / duration_s,
         errors: p.errors,
+        unsent: p.unsent,
         produce: p.latency.summary(),
         e2e: c.latency.summary(),
         consumed: c.measured,
@@ -248,6 +277,28 @@ pub async fn run(driver: &dyn Driver, plan: &Plan<'_>) -> Result<RunResult, Driv
             .map(|s| s / (p.bytes as f64 / 1e9)),
         peak_rss_bytes: if plan.pids.is_empty() { None } else { peak },
     })
+}
+
+/// Flushes every dirty page of the machine (a case before may have left
+/// writeback behind), then waits, bounded, until `pids` are idle; with no
+/// processes known it only flushes.
+async fn quiesce(pids: &[u32]) {
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    let _ = tokio::task::spawn_blocking(|| unsafe { libc::sync() }).await;
+    let deadline = Instant::now() + QUIESCE_LIMIT;
+    let Some(mut last) = cpu_of(pids) else {
+        return;
+    };
+    while Instant::now() < deadline {
+        tokio::time::sleep(QUIESCE_SAMPLE).await;
+        let Some(now) = cpu_of(pids) else {
+            return;
+        };
+        if (now - last) / QUIESCE_SAMPLE.as_secs_f64() < IDLE_CORES {
+            return;
+        }
+        last = now;
+    }
 }
 
 fn driver_name(d: &dyn Driver) -> &'static str {
@@ -308,8 +359,20 @@ impl ProducerJob {
                 }
                 None => t.start.max(Instant::now()),
             };
-            let Ok(permit) = permits.clone().acquire_owned().await else {
-                break;
+            let acquire = permits.clone().acquire_owned();
+            let permit = match self.schedule {
+                Some(s) => match tokio::time::timeout_at(t.end + SEND_GRACE, acquire).await {
+                    Ok(Ok(permit)) => permit,
+                    Ok(Err(_)) => break,
+                    Err(_) => {
+                        lock(&self.stats).unsent += t.unsent_from(&s, n) * u64::from(self.batch);
+                        break;
+                    }
+                },
+                None => match acquire.await {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
             };
             // Flat out, a request is due when a slot frees up.
             let due = if self.schedule.is_none() {
@@ -510,6 +573,7 @@ mod tests {
             durability: Durability::Fsync,
             topic: "t".into(),
             pids: Vec::new(),
+            quiet: Vec::new(),
         };
         run(&driver, &plan).await.unwrap_or_else(|e| panic!("{e}"))
     }
@@ -529,6 +593,35 @@ mod tests {
         assert!(l.max_ms >= 499.0, "{l:?}");
         assert!(l.p50_ms < 1.0, "{l:?}");
         assert_eq!(r.target_rate, Some(1000.0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_system_far_behind_the_rate_ends_the_run_with_the_rest_unsent() {
+        // It stops answering half a second in and never recovers: the window
+        // of 1024 requests fills, the rest of the schedule cannot be sent.
+        let w = workload(Some(1000.0), 32);
+        let driver = StallingDriver(
+            Duration::from_millis(500),
+            Duration::from_secs(3600),
+            Duration::ZERO,
+        );
+        let case = w.cases().remove(0);
+        let plan = Plan {
+            workload: &w,
+            case: &case,
+            rate: Some(1000.0),
+            load: None,
+            durability: Durability::Fsync,
+            topic: "t".into(),
+            pids: Vec::new(),
+            quiet: Vec::new(),
+        };
+        let r = run(&driver, &plan).await.unwrap_or_else(|e| panic!("{e}"));
+        // Every one of the 2000 requests (of one record) due is accounted
+        // for once: answered, unanswered after the settle time, or unsent.
+        assert_eq!(r.errors, RATE_WINDOW as u64, "{r:?}");
+        assert!((400..=550).contains(&r.records), "{r:?}");
+        assert_eq!(r.records + r.errors + r.unsent, 2000, "{r:?}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -21,6 +21,8 @@ pub struct SuiteOptions {
     pub systems: Vec<System>,
     pub classes: Vec<Durability>,
     pub strata_bin: PathBuf,
+    /// The nats-server program to start.
+    pub nats_server: PathBuf,
     pub work_dir: PathBuf,
     /// How long fio and iperf3 run per measurement.
     pub machine_runtime: Duration,
@@ -48,8 +50,20 @@ struct Servers {
     strata: Option<Strata>,
     /// Strata offloading to moto behind a latency proxy, per injected latency.
     tiered: HashMap<u64, TieredStrata>,
-    nats: Option<(Server, SocketAddr)>,
+    /// Per class; a server that could not start in a class says why.
+    nats: HashMap<Durability, Result<(Server, SocketAddr), String>>,
     redis: HashMap<Durability, (Server, SocketAddr)>,
+}
+
+impl Servers {
+    /// Every process the suite started: each case waits until all are idle.
+    fn pids(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = self.strata.iter().map(|s| s.server.pid()).collect();
+        pids.extend(self.tiered.values().map(|t| t.strata.server.pid()));
+        pids.extend(self.nats.values().flatten().map(|(s, _)| s.pid()));
+        pids.extend(self.redis.values().map(|(s, _)| s.pid()));
+        pids
+    }
 }
 
 struct TieredStrata {
@@ -161,6 +175,7 @@ pub async fn run(opts: &SuiteOptions) -> Result<SuiteResults, SuiteError> {
                         durability: class,
                         topic: format!("bench-{}", w.name.to_lowercase()),
                         pids,
+                        quiet: servers.pids(),
                     };
                     match run_one(&target, &plan).await {
                         Ok(r) => {
@@ -201,12 +216,13 @@ fn summary(r: &RunResult) -> String {
         l.map_or_else(|| "-".to_string(), |l| format!("{:.2}", l.p99_ms))
     };
     format!(
-        "{:.0} records/s, {:.1} MB/s, produce p99 {} ms, e2e p99 {} ms, {} errors",
+        "{:.0} records/s, {:.1} MB/s, produce p99 {} ms, e2e p99 {} ms, {} errors, {} unsent",
         r.records_per_s,
         r.mb_per_s,
         p99(r.produce),
         p99(r.e2e),
-        r.errors
+        r.errors,
+        r.unsent
     )
 }
 
@@ -252,11 +268,11 @@ fn locate(
             .as_ref()
             .map(|s| strata(s, system == System::Kafka))
             .ok_or_else(|| "strata did not start".into()),
-        System::Nats => servers
-            .nats
-            .as_ref()
-            .map(|(s, a)| (a.to_string(), vec![s.pid()]))
-            .ok_or_else(|| "nats-server did not start".into()),
+        System::Nats => match servers.nats.get(&class) {
+            Some(Ok((s, a))) => Ok((a.to_string(), vec![s.pid()])),
+            Some(Err(why)) => Err(why.clone()),
+            None => Err("nats-server did not start".into()),
+        },
         System::Redis => servers
             .redis
             .get(&class)
@@ -330,15 +346,24 @@ fn start_servers(
         );
     }
     if wants(System::Nats) {
-        let (s, a) = systems::start_nats(&opts.work_dir).map_err(err("nats-server"))?;
-        results.setups.insert(
-            "nats".into(),
-            format!(
-                "`{}` (JetStream, file storage, the server's defaults)",
-                s.setup
-            ),
-        );
-        servers.nats = Some((s, a));
+        for &class in &opts.classes {
+            // An old nats-server cannot fsync every write: the fsync class is
+            // then absent, not a reason to stop the suite.
+            let started =
+                systems::start_nats(&opts.nats_server, &opts.work_dir, class).map_err(|e| {
+                    format!(
+                        "nats-server did not start in the {} class: {e}",
+                        class.as_str()
+                    )
+                });
+            if let Ok((s, _)) = &started {
+                results.setups.insert(
+                    format!("nats ({})", class.as_str()),
+                    format!("`{}`", s.setup),
+                );
+            }
+            servers.nats.insert(class, started);
+        }
     }
     if wants(System::Redis) {
         for &class in &opts.classes {
@@ -364,7 +389,7 @@ fn record_versions(results: &mut SuiteResults, opts: &SuiteOptions) {
     put("strata", systems::version_of(&bin, &["--version"]));
     put(
         "nats-server",
-        systems::version_of("nats-server", &["--version"]),
+        systems::version_of(&opts.nats_server.display().to_string(), &["--version"]),
     );
     put(
         "redis-server",

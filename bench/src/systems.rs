@@ -33,6 +33,9 @@ impl Server {
         env: &HashMap<String, String>,
         log: &Path,
     ) -> std::io::Result<Server> {
+        if let Some(dir) = log.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
         let out = std::fs::File::create(log)?;
         let err = out.try_clone()?;
         let child = Command::new(program)
@@ -142,21 +145,40 @@ pub fn start_strata(
     Ok(Strata { server, api, kafka })
 }
 
-/// NATS with JetStream, files under `dir`, the server's defaults otherwise.
-pub fn start_nats(dir: &Path) -> Result<(Server, SocketAddr), String> {
+/// NATS with JetStream, file storage under `dir`, in a durability class:
+/// `memory` is the server's defaults (acknowledged once written to the OS,
+/// fsynced every two minutes); `fsync` sets `sync_interval: always`, so every
+/// write is fsynced before its acknowledgement (nats-server 2.10 and later;
+/// an older one refuses the setting and does not start).
+pub fn start_nats(
+    program: &Path,
+    dir: &Path,
+    durability: Durability,
+) -> Result<(Server, SocketAddr), String> {
     let addr = loopback(free_port().map_err(|e| e.to_string())?);
-    let args = vec![
-        "-js".to_string(),
-        "-a".into(),
-        "127.0.0.1".into(),
-        "-p".into(),
-        addr.port().to_string(),
-        "-sd".into(),
-        dir.join("jetstream").display().to_string(),
-    ];
+    let dir = dir.join(format!("nats-{}", durability.as_str()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let store = dir.join("jetstream");
+    let sync = match durability {
+        Durability::Fsync => "\n  sync_interval: always",
+        Durability::Memory => "",
+    };
+    // The store path is quoted: NATS config strings are JSON-like.
+    let config = format!(
+        "listen: \"{addr}\"\njetstream {{\n  store_dir: {store:?}{sync}\n}}\n",
+        store = store.display().to_string()
+    );
+    let config_path = dir.join("nats.conf");
+    std::fs::write(&config_path, &config).map_err(|e| e.to_string())?;
+    let args = vec!["-c".to_string(), config_path.display().to_string()];
     let log = dir.join("nats.log");
-    let mut server = Server::spawn("nats-server", "nats-server", &args, &HashMap::new(), &log)
+    let program = program.display().to_string();
+    let mut server = Server::spawn("nats-server", &program, &args, &HashMap::new(), &log)
         .map_err(|e| e.to_string())?;
+    server.setup = format!(
+        "{program} -c nats.conf, with nats.conf: {}",
+        config.split_whitespace().collect::<Vec<_>>().join(" ")
+    );
     server.wait_listening(&[addr], &log)?;
     Ok((server, addr))
 }

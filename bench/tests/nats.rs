@@ -1,53 +1,43 @@
-//! The NATS JetStream driver against a real `nats-server -js`, one per test,
-//! on a free loopback port: the round trip, and the fsync class refused on a
-//! server that cannot fsync every write.
+//! The NATS JetStream driver against real servers started the way the suite
+//! starts them (`systems::start_nats`), one per test, on free loopback ports:
+//!
+//! * Debian's `nats-server` (2.9 on this machine): the memory class round
+//!   trip, and the fsync class refused, since it cannot fsync every write;
+//! * the release binary `bench/run` uses, named by `STRATA_BENCH_NATS_SERVER`
+//!   (scripts/test.sh installs it): the round trip in both classes, the fsync
+//!   one with `sync_interval: always`.
+//!
+//! A missing server skips its tests, except with CI=true, where it fails them.
 
 #![cfg(feature = "nats")]
 
-use std::io::Read as _;
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use strata_bench::driver::{self, Driver, DriverError, Durability, System, Target, conformance};
+use strata_bench::systems::{self, Server};
 
-const PROGRAM: &str = "nats-server";
-const START_TIMEOUT: Duration = Duration::from_secs(20);
+const DEBIAN: &str = "nats-server";
+const RELEASE_VAR: &str = "STRATA_BENCH_NATS_SERVER";
 const TEST_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// A running server, killed when dropped, with its directory.
-struct Server {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
+fn on_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
-    }
-}
-
-/// The installed server's `major.minor`, or `None` when it is not installed
-/// (and the test is skipped, unless on CI, where that is a broken setup).
-fn installed() -> anyhow::Result<Option<(u64, u64)>> {
-    let Ok(out) = Command::new(PROGRAM).arg("--version").output() else {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            bail!("{PROGRAM} is not installed, and CI=true requires it");
+/// `program` and its `major.minor`, or `None` when it is not there (a skip,
+/// or a failure on CI).
+fn installed(program: &Path) -> anyhow::Result<Option<(PathBuf, (u64, u64))>> {
+    let Ok(out) = Command::new(program).arg("--version").output() else {
+        if on_ci() {
+            bail!(
+                "{} is not installed, and CI=true requires it",
+                program.display()
+            );
         }
-        eprintln!("skipped: {PROGRAM} is not installed");
+        eprintln!("skipped: {} is not installed", program.display());
         return Ok(None);
     };
     // "nats-server: v2.9.10"
@@ -59,78 +49,49 @@ fn installed() -> anyhow::Result<Option<(u64, u64)>> {
         .unwrap_or_default();
     let mut parts = version.split('.').map(str::parse::<u64>);
     match (parts.next(), parts.next()) {
-        (Some(Ok(major)), Some(Ok(minor))) => Ok(Some((major, minor))),
+        (Some(Ok(major)), Some(Ok(minor))) => Ok(Some((program.to_path_buf(), (major, minor)))),
         _ => bail!("cannot read the version in {text:?}"),
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+fn debian() -> anyhow::Result<Option<(PathBuf, (u64, u64))>> {
+    installed(Path::new(DEBIAN))
 }
 
-/// `nats-server -js`, sending its INFO line to a new connection.
-fn start() -> anyhow::Result<Server> {
-    let dir = tempfile::tempdir()?;
-    let port = free_port()?;
-    let log = std::fs::File::create(dir.path().join("server.log"))?;
-    let child = Command::new(PROGRAM)
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(dir.path().join("jetstream"))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("run {PROGRAM}"))?;
-    let mut server = Server { child, port, dir };
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
-        if let Some(status) = server.child.try_wait()? {
-            bail!("{PROGRAM} exited with {status}: {}", server.log());
+fn release() -> anyhow::Result<Option<(PathBuf, (u64, u64))>> {
+    match std::env::var_os(RELEASE_VAR) {
+        Some(p) => installed(Path::new(&p)),
+        None if on_ci() => bail!("{RELEASE_VAR} is not set, and CI=true requires it"),
+        None => {
+            eprintln!("skipped: {RELEASE_VAR} is not set");
+            Ok(None)
         }
-        if info(port) {
-            return Ok(server);
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "{PROGRAM} did not answer within {START_TIMEOUT:?}: {}",
-                server.log()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
-fn info(port: u16) -> bool {
-    let ask = || -> std::io::Result<bool> {
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(200))?;
-        s.set_read_timeout(Some(Duration::from_millis(500)))?;
-        let mut buf = [0u8; 5];
-        s.read_exact(&mut buf)?;
-        Ok(&buf == b"INFO ")
-    };
-    ask().unwrap_or(false)
+/// Started in `dir` as the suite starts it for `class`.
+fn start(
+    program: &Path,
+    dir: &Path,
+    class: Durability,
+) -> anyhow::Result<(Server, std::net::SocketAddr)> {
+    systems::start_nats(program, dir, class).map_err(anyhow::Error::msg)
 }
 
-async fn open(server: &Server, durability: Durability) -> Result<Box<dyn Driver>, DriverError> {
+async fn open(address: String, durability: Durability) -> Result<Box<dyn Driver>, DriverError> {
     driver::open(&Target {
         system: System::Nats,
-        address: server.address(),
+        address,
         durability,
     })
     .await
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn round_trip_memory() -> anyhow::Result<()> {
-    if installed()?.is_none() {
-        return Ok(());
-    }
-    let server = start()?;
+async fn round_trip(program: &Path, class: Durability) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (_server, addr) = start(program, dir.path(), class)?;
     tokio::time::timeout(TEST_TIMEOUT, async {
-        let driver = open(&server, Durability::Memory).await?;
+        let driver = open(addr.to_string(), class).await?;
         conformance::round_trip(&*driver, "bench-t", 4, 20, 10)
             .await
             .map_err(anyhow::Error::msg)
@@ -140,33 +101,73 @@ async fn round_trip_memory() -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn fsync_needs_2_10() -> anyhow::Result<()> {
-    let Some(version) = installed()? else {
+async fn debian_server_round_trip_memory() -> anyhow::Result<()> {
+    let Some((program, _)) = debian()? else {
         return Ok(());
     };
-    let server = start()?;
-    let result = tokio::time::timeout(TEST_TIMEOUT, open(&server, Durability::Fsync))
+    round_trip(&program, Durability::Memory).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn release_server_round_trip_memory() -> anyhow::Result<()> {
+    let Some((program, _)) = release()? else {
+        return Ok(());
+    };
+    round_trip(&program, Durability::Memory).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn release_server_round_trip_fsync() -> anyhow::Result<()> {
+    let Some((program, version)) = release()? else {
+        return Ok(());
+    };
+    anyhow::ensure!(
+        version >= (2, 10),
+        "{RELEASE_VAR} names nats-server {version:?}; the fsync class needs 2.10 or later"
+    );
+    round_trip(&program, Durability::Fsync).await
+}
+
+/// Before 2.10 nats-server has no `sync_interval: always`: the suite cannot
+/// start it for the fsync class, and the driver refuses the class on one
+/// started with its defaults, so such a run can never be labelled fsync.
+#[tokio::test(flavor = "multi_thread")]
+async fn fsync_needs_2_10() -> anyhow::Result<()> {
+    let Some((program, version)) = debian()? else {
+        return Ok(());
+    };
+    if version >= (2, 10) {
+        eprintln!("skipped: Debian's nats-server is {version:?}, which can fsync every write");
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    match start(&program, dir.path(), Durability::Fsync) {
+        Err(e) => anyhow::ensure!(
+            e.to_string().contains("sync_interval"),
+            "failed to start for another reason: {e}"
+        ),
+        Ok(_) => bail!("nats-server {version:?} started with sync_interval: always"),
+    }
+    let (_server, addr) = start(&program, dir.path(), Durability::Memory)?;
+    let result = tokio::time::timeout(TEST_TIMEOUT, open(addr.to_string(), Durability::Fsync))
         .await
         .context("timed out")?;
-    match (version >= (2, 10), result) {
-        (false, Err(DriverError::Unsupported { message, .. })) => {
-            eprintln!("refused as expected: {message}");
+    match result {
+        Err(DriverError::Unsupported { message, .. }) => {
             anyhow::ensure!(
                 message.contains("2.10"),
                 "the reason names no version: {message}"
             );
             Ok(())
         }
-        // 2.10 and later can fsync every write (`sync_interval: always`).
-        (true, Ok(_)) => Ok(()),
-        (_, Err(e)) => bail!("nats-server {version:?}: {e}"),
-        (false, Ok(_)) => bail!("nats-server {version:?} accepted for the fsync class"),
+        Err(e) => bail!("nats-server {version:?}: {e}"),
+        Ok(_) => bail!("nats-server {version:?} accepted for the fsync class"),
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unreachable_server_is_a_connect_error() -> anyhow::Result<()> {
-    let port = free_port()?;
+    let port = systems::free_port()?;
     let target = Target {
         system: System::Nats,
         address: format!("127.0.0.1:{port}"),

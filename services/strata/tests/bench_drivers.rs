@@ -102,6 +102,7 @@ fn short_run(system: System, durability: Durability) {
             durability,
             topic: "bench-short".into(),
             pids: vec![pid],
+            quiet: vec![pid],
         };
         let r = runner::run(&*driver, &plan)
             .await

@@ -1,10 +1,10 @@
 //! The report of a `strata bench` run; the schedule and the histograms it
-//! measures with come from `strata-bench`.
+//! measures with come from `strata-loadgen`.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
-pub use strata_bench::measure::{
+pub use strata_loadgen::{
     Latencies, LatencySummary, SENT_HEADER, Schedule, decode_sent, encode_sent, partition_for,
     payload,
 };
