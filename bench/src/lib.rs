@@ -3,6 +3,7 @@
 //! a constant-rate runner without coordinated omission, and the report.
 
 pub mod driver;
+pub mod goals;
 pub mod machine;
 /// The schedule, due-time values and histograms, shared with `strata bench`.
 pub use strata_loadgen as measure;
