@@ -29,6 +29,11 @@ def main():
         "message.timeout.ms": 90000,
         "reconnect.backoff.ms": 50,
         "reconnect.backoff.max.ms": 500,
+        # On stderr, so a test that finds a duplicate can tell a plain retry
+        # from a resend under a bumped producer epoch: librdkafka's
+        # idempotence log, and every error it reports.
+        "debug": "eos",
+        "error_cb": lambda err: print(f"ERROR {err}", file=sys.stderr, flush=True),
     })
 
     def report(err, msg):

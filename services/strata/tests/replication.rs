@@ -638,6 +638,8 @@ async fn acknowledged_records_survive_a_nemesis() {
 
     let mut kafka_acked: BTreeMap<(u32, u64), String> = BTreeMap::new();
     let mut producer_failure = None;
+    // Everything the Kafka producer printed, to explain a duplicate.
+    let mut producer_lines: Vec<String> = Vec::new();
     if let Some((mut child, rx)) = producer.take() {
         let deadline = Instant::now() + Duration::from_secs(180);
         let status = loop {
@@ -651,6 +653,7 @@ async fn acknowledged_records_survive_a_nemesis() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
         let lines: Vec<String> = rx.try_iter().collect();
+        producer_lines.clone_from(&lines);
         if !status.success() {
             let tail: Vec<&String> = lines
                 .iter()
@@ -709,6 +712,14 @@ async fn acknowledged_records_survive_a_nemesis() {
             if seen.contains(value) {
                 let first = log.iter().find(|(_, v)| v == value).map(|(o, _)| *o);
                 eprintln!("{value} first at offset {first:?} of partition {p}");
+                // What the Kafka producer was told about it, and every error
+                // it reported: a retry, or a resend under a bumped epoch?
+                for line in producer_lines
+                    .iter()
+                    .filter(|l| !l.starts_with("ACK") || l.split(' ').any(|w| w == value.as_str()))
+                {
+                    eprintln!("  producer: {line}");
+                }
             }
             assert!(
                 seen.insert(value.clone()),
