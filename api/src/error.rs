@@ -19,6 +19,9 @@ pub enum ErrorCode {
     InvalidConfig,
     /// A partition count or number is not allowed.
     InvalidPartitions,
+    /// A replication factor the cluster cannot give (more replicas than
+    /// live brokers, or below 1).
+    InvalidReplicationFactor,
     /// A record or batch is malformed (bad encoding, bad checksum).
     InvalidRecord,
     TenantNotFound,
@@ -53,11 +56,12 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidName,
         ErrorCode::InvalidConfig,
         ErrorCode::InvalidPartitions,
+        ErrorCode::InvalidReplicationFactor,
         ErrorCode::InvalidRecord,
         ErrorCode::TenantNotFound,
         ErrorCode::TopicNotFound,
@@ -83,6 +87,7 @@ impl ErrorCode {
             ErrorCode::InvalidName => "invalid_name",
             ErrorCode::InvalidConfig => "invalid_config",
             ErrorCode::InvalidPartitions => "invalid_partitions",
+            ErrorCode::InvalidReplicationFactor => "invalid_replication_factor",
             ErrorCode::InvalidRecord => "invalid_record",
             ErrorCode::TenantNotFound => "tenant_not_found",
             ErrorCode::TopicNotFound => "topic_not_found",
@@ -108,6 +113,7 @@ impl ErrorCode {
             | ErrorCode::InvalidName
             | ErrorCode::InvalidConfig
             | ErrorCode::InvalidPartitions
+            | ErrorCode::InvalidReplicationFactor
             | ErrorCode::InvalidRecord => 400,
             ErrorCode::TenantNotFound
             | ErrorCode::TopicNotFound
@@ -133,6 +139,7 @@ impl ErrorCode {
             | ErrorCode::InvalidName
             | ErrorCode::InvalidConfig
             | ErrorCode::InvalidPartitions
+            | ErrorCode::InvalidReplicationFactor
             | ErrorCode::InvalidRecord
             | ErrorCode::UnsupportedMediaType => Code::InvalidArgument,
             ErrorCode::TenantNotFound
@@ -158,6 +165,7 @@ impl ErrorCode {
             ErrorCode::InvalidName => 17,   // INVALID_TOPIC_EXCEPTION
             ErrorCode::InvalidConfig => 40, // INVALID_CONFIG
             ErrorCode::InvalidPartitions => 37, // INVALID_PARTITIONS
+            ErrorCode::InvalidReplicationFactor => 38, // INVALID_REPLICATION_FACTOR
             ErrorCode::InvalidRecord => 87, // INVALID_RECORD
             ErrorCode::TenantNotFound | ErrorCode::TopicNotFound | ErrorCode::PartitionNotFound => {
                 3

@@ -106,6 +106,7 @@ impl Driver for GrpcDriver {
             name: topic.into(),
             partitions,
             config,
+            replication_factor: None,
         };
         admin.create_topic(create).await.map_err(status)?;
         Ok(())

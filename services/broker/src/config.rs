@@ -33,6 +33,9 @@ pub struct BrokerConfig {
     /// How long a write acknowledged after a majority of replicas (acks=all)
     /// waits for them before it fails with a retryable `replication_timeout`.
     pub replication_timeout: Duration,
+    /// Replicas per partition of a topic created without a replication
+    /// factor (capped at the live brokers).
+    pub default_replication_factor: u32,
 }
 
 /// Settings of tiered storage.
@@ -95,6 +98,7 @@ impl BrokerConfig {
             max_wait: Duration::from_secs(30),
             tier: TierConfig::default(),
             replication_timeout: Duration::from_secs(5),
+            default_replication_factor: crate::metadata::DEFAULT_REPLICATION_FACTOR,
         }
     }
 }
@@ -120,6 +124,15 @@ pub struct TopicConfig {
     /// `retention_bytes` (Kafka's `local.retention.bytes`).
     #[serde(default = "default_local_retention_bytes")]
     pub local_retention_bytes: i64,
+    /// An acks=all write needs at least this many replicas in sync, and is
+    /// acknowledged once this many (and a majority) hold it durably (Kafka's
+    /// `min.insync.replicas`). At most the topic's replication factor.
+    #[serde(default = "default_min_insync_replicas")]
+    pub min_insync_replicas: i64,
+}
+
+fn default_min_insync_replicas() -> i64 {
+    1
 }
 
 /// Ten minutes of history stay on local disk after they reach the bucket:
@@ -143,6 +156,7 @@ impl Default for TopicConfig {
             max_message_bytes: 1024 * 1024,
             local_retention_ms: default_local_retention_ms(),
             local_retention_bytes: default_local_retention_bytes(),
+            min_insync_replicas: default_min_insync_replicas(),
         }
     }
 }
@@ -158,11 +172,16 @@ pub struct TopicConfigPatch {
     pub max_message_bytes: Option<i64>,
     pub local_retention_ms: Option<i64>,
     pub local_retention_bytes: Option<i64>,
+    pub min_insync_replicas: Option<i64>,
 }
 
 /// Smallest segment accepted: Kafka allows 14 bytes, but segments that small
 /// would turn every batch into a segment and every retention pass into churn.
 const MIN_SEGMENT_BYTES: i64 = 1024;
+
+/// Most replicas a partition may have: a write waits for a majority of
+/// them, and every replica is another follower stream on the leader.
+pub const MAX_REPLICATION_FACTOR: u32 = 7;
 
 impl TopicConfig {
     /// This config with every `Some` field of `patch` set.
@@ -175,6 +194,7 @@ impl TopicConfig {
             max_message_bytes,
             local_retention_ms,
             local_retention_bytes,
+            min_insync_replicas,
         } = *patch;
         self.retention_ms = retention_ms.unwrap_or(self.retention_ms);
         self.retention_bytes = retention_bytes.unwrap_or(self.retention_bytes);
@@ -183,13 +203,14 @@ impl TopicConfig {
         self.max_message_bytes = max_message_bytes.unwrap_or(self.max_message_bytes);
         self.local_retention_ms = local_retention_ms.unwrap_or(self.local_retention_ms);
         self.local_retention_bytes = local_retention_bytes.unwrap_or(self.local_retention_bytes);
+        self.min_insync_replicas = min_insync_replicas.unwrap_or(self.min_insync_replicas);
         self
     }
 
     /// Checks every field; the error names the field, its value and the allowed range.
     pub(crate) fn validate(&self, max_request_bytes: u64) -> Result<(), ApiError> {
         let max_message = i64::try_from(max_request_bytes).unwrap_or(i64::MAX);
-        let checks: [(&str, i64, i64, i64); 7] = [
+        let checks: [(&str, i64, i64, i64); 8] = [
             ("retention_ms", self.retention_ms, -1, i64::MAX),
             ("retention_bytes", self.retention_bytes, -1, i64::MAX),
             (
@@ -206,6 +227,12 @@ impl TopicConfig {
                 self.local_retention_bytes,
                 -2,
                 i64::MAX,
+            ),
+            (
+                "min_insync_replicas",
+                self.min_insync_replicas,
+                1,
+                i64::from(MAX_REPLICATION_FACTOR),
             ),
         ];
         for (field, value, min, max) in checks {
@@ -347,6 +374,13 @@ mod tests {
             ..d
         };
         assert!(invalid(too_big).contains("between 1 and 8388608"));
+        for bad in [0, 8] {
+            let c = TopicConfig {
+                min_insync_replicas: bad,
+                ..d
+            };
+            assert!(invalid(c).contains("min_insync_replicas"), "{bad}");
+        }
         TopicConfig {
             segment_bytes: 1024,
             retention_bytes: -1,

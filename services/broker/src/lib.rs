@@ -33,11 +33,11 @@ pub use cluster::{
     BrokerEndpoint, ClusterView, PartitionLeader, PartitionOp, PartitionReply, SingleNode,
     not_leader,
 };
-pub use config::{BrokerConfig, TierConfig, TopicConfig, TopicConfigPatch};
+pub use config::{BrokerConfig, MAX_REPLICATION_FACTOR, TierConfig, TopicConfig, TopicConfigPatch};
 pub use errors::from_log as api_error_from_log;
 pub use metadata::{
-    ChangeOutcome, DEFAULT_TENANT, GroupOffset, LocalMetadataStore, MetadataBackend,
-    MetadataChange, MetadataState, MetadataStore, RemoteSegmentRef, TopicMeta,
+    ChangeOutcome, DEFAULT_REPLICATION_FACTOR, DEFAULT_TENANT, GroupOffset, LocalMetadataStore,
+    MetadataBackend, MetadataChange, MetadataState, MetadataStore, RemoteSegmentRef, TopicMeta,
 };
 pub use names::{validate_group, validate_tenant, validate_topic};
 pub use partitioner::{kafka_murmur2, partition_for_key};

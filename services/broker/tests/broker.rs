@@ -110,6 +110,34 @@ async fn tenants_and_topic_lifecycle() {
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::InvalidConfig);
     assert!(e.message.contains("segment_bytes"), "{}", e.message);
+    // One broker: one copy per partition, and no more can be asked for.
+    assert_eq!(orders.replication_factor, 1);
+    for bad in [0, 2, 8] {
+        let e = b
+            .create_topic_with("acme", "x", 1, Some(bad), TopicConfigPatch::default())
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidReplicationFactor, "{bad}: {e:?}");
+    }
+    let two_in_sync = TopicConfigPatch {
+        min_insync_replicas: Some(2),
+        ..TopicConfigPatch::default()
+    };
+    let e = b
+        .create_topic_with("acme", "x", 1, Some(1), two_in_sync)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidConfig);
+    assert!(
+        e.message.contains("min_insync_replicas is 2"),
+        "{}",
+        e.message
+    );
+    let e = b
+        .alter_topic("acme", "orders", two_in_sync)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidConfig, "{e:?}");
     let names: Vec<String> = b
         .list_topics("acme")
         .await

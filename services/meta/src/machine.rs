@@ -316,6 +316,7 @@ mod tests {
                     name,
                     id,
                     partitions,
+                    replication_factor: 3,
                     config: TopicConfig::default(),
                     created_ms: 7,
                 }
@@ -484,6 +485,7 @@ mod tests {
                     name: "t".into(),
                     id: 1,
                     partitions: 1,
+                    replication_factor: 1,
                     config: TopicConfig::default(),
                     created_ms: 0,
                 },

@@ -17,9 +17,6 @@ pub const LIVENESS_LEASE_MS: i64 = 1_500;
 /// How often a broker renews its lease.
 pub const HEARTBEAT_INTERVAL_MS: u64 = 300;
 
-/// Most replicas a partition is given.
-pub const MAX_REPLICAS: usize = 3;
-
 /// Whether `broker` serves partitions and its lease is current at `now_ms`.
 pub fn is_live_broker(broker: &BrokerInfo, now_ms: i64) -> bool {
     broker.roles.iter().any(|r| r == "broker")
@@ -35,11 +32,21 @@ pub fn leader_counts(state: &ClusterState) -> BTreeMap<NodeId, usize> {
     counts
 }
 
-/// Replicas (leader first) for each of `partitions`, over the brokers live
-/// at `now_ms`; empty when none is.
+/// How many brokers are live at `now_ms`.
+pub fn live_brokers(state: &ClusterState, now_ms: i64) -> usize {
+    state
+        .brokers
+        .values()
+        .filter(|b| is_live_broker(b, now_ms))
+        .count()
+}
+
+/// Replicas (leader first) for each of `partitions`, given with the number
+/// of replicas it should have (at most the live brokers), over the brokers
+/// live at `now_ms`; empty when none is.
 pub fn place(
     state: &ClusterState,
-    partitions: impl IntoIterator<Item = u32>,
+    partitions: impl IntoIterator<Item = (u32, usize)>,
     now_ms: i64,
 ) -> BTreeMap<u32, Vec<NodeId>> {
     let live: Vec<&BrokerInfo> = state
@@ -52,7 +59,8 @@ pub fn place(
         return out;
     }
     let mut load = leader_counts(state);
-    for partition in partitions {
+    for (partition, wanted) in partitions {
+        let wanted = wanted.clamp(1, live.len());
         let leader = live
             .iter()
             .min_by_key(|b| (load.get(&b.node_id).copied().unwrap_or(0), b.node_id))
@@ -70,7 +78,7 @@ pub fn place(
         others.sort_by_key(|b| (load.get(&b.node_id).copied().unwrap_or(0), b.node_id));
         for pass in 0..2 {
             for b in &others {
-                if replicas.len() >= MAX_REPLICAS.min(live.len()) || replicas.contains(&b.node_id) {
+                if replicas.len() >= wanted || replicas.contains(&b.node_id) {
                     continue;
                 }
                 if pass == 0 && zones.contains(b.zone.as_str()) {
@@ -88,21 +96,29 @@ pub fn place(
 /// Placements for every partition of every topic that has none yet, keyed
 /// by log partition key; empty when none is missing or no broker is live.
 pub fn unplaced(state: &ClusterState, now_ms: i64) -> Vec<(String, Vec<NodeId>)> {
-    let missing: Vec<String> = state
+    let live = live_brokers(state, now_ms);
+    let missing: Vec<(String, usize)> = state
         .metadata
         .all_topics()
-        .flat_map(|t| (0..t.partitions).map(move |p| strata_broker::partition_key(t, p)))
-        .filter(|key| !state.assignments.contains_key(key))
+        .flat_map(|t| {
+            (0..t.partitions)
+                .map(move |p| (strata_broker::partition_key(t, p), t.replicas_wanted(live)))
+        })
+        .filter(|(key, _)| !state.assignments.contains_key(key))
         .collect();
     if missing.is_empty() {
         return Vec::new();
     }
     let placed = place(
         state,
-        0..u32::try_from(missing.len()).unwrap_or(u32::MAX),
+        (0u32..).zip(missing.iter().map(|(_, wanted)| *wanted)),
         now_ms,
     );
-    missing.into_iter().zip(placed.into_values()).collect()
+    missing
+        .into_iter()
+        .map(|(key, _)| key)
+        .zip(placed.into_values())
+        .collect()
 }
 
 #[cfg(test)]
@@ -129,7 +145,7 @@ mod tests {
         }
         // Node 4 missed its lease.
         state.brokers.get_mut(&4).unwrap().last_heartbeat_ms = 0;
-        let placed = place(&state, 0..6, 10_500);
+        let placed = place(&state, (0..6).map(|p| (p, 3)), 10_500);
         let mut leaders = BTreeMap::new();
         for replicas in placed.values() {
             assert_eq!(replicas.len(), 3);
@@ -143,6 +159,21 @@ mod tests {
         }
         assert_eq!(leaders.values().copied().collect::<Vec<_>>(), [2, 2, 2]);
         // No live broker (or only meta nodes): no placement.
-        assert!(place(&state, 0..1, 100_000).is_empty());
+        assert!(place(&state, [(0, 3)], 100_000).is_empty());
+    }
+
+    #[test]
+    fn each_partition_gets_the_replicas_it_asks_for_up_to_the_live_brokers() {
+        let mut state = ClusterState::default();
+        for id in 1..=4 {
+            state.brokers.insert(id, broker(id, "a", 10_000));
+        }
+        let placed = place(&state, [(0, 1), (1, 2), (2, 4), (3, 9), (4, 0)], 10_500);
+        let sizes: Vec<usize> = placed.values().map(Vec::len).collect();
+        assert_eq!(sizes, [1, 2, 4, 4, 1]);
+        for replicas in placed.values() {
+            let distinct: BTreeSet<_> = replicas.iter().collect();
+            assert_eq!(distinct.len(), replicas.len(), "{replicas:?}");
+        }
     }
 }

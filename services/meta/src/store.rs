@@ -46,13 +46,15 @@ impl MetadataBackend for RaftMetadataStore {
         let placement = match &change {
             MetadataChange::CreateTopic { topic } | MetadataChange::UpdateTopic { topic } => {
                 self.node.read(|s| {
-                    let unplaced = (0..topic.partitions).filter(|p| {
-                        !s.assignments
-                            .contains_key(&strata_broker::partition_key(topic, *p))
-                    });
-                    placement::place(s, unplaced, now_ms())
-                        .into_iter()
-                        .collect()
+                    let now = now_ms();
+                    let wanted = topic.replicas_wanted(placement::live_brokers(s, now));
+                    let unplaced = (0..topic.partitions)
+                        .filter(|p| {
+                            !s.assignments
+                                .contains_key(&strata_broker::partition_key(topic, *p))
+                        })
+                        .map(|p| (p, wanted));
+                    placement::place(s, unplaced, now).into_iter().collect()
                 })
             }
             _ => Vec::new(),
@@ -118,6 +120,17 @@ impl ClusterView for RaftClusterView {
 
     fn assignments(&self) -> Vec<ReplicaAssignment> {
         self.node.read(|s| {
+            // Keys are `tenant/topic/id/partition`: the topic's by its prefix.
+            let min_insync: std::collections::HashMap<String, usize> = s
+                .metadata
+                .all_topics()
+                .filter_map(|t| {
+                    let key = strata_broker::partition_key(t, 0);
+                    let (prefix, _) = key.rsplit_once('/')?;
+                    let n = usize::try_from(t.config.min_insync_replicas).unwrap_or(1);
+                    Some((prefix.to_string(), n))
+                })
+                .collect();
             s.assignments
                 .iter()
                 .map(|(key, a)| ReplicaAssignment {
@@ -125,6 +138,10 @@ impl ClusterView for RaftClusterView {
                     leader: a.leader,
                     leader_epoch: a.leader_epoch,
                     replicas: a.replicas.clone(),
+                    min_insync: key
+                        .rsplit_once('/')
+                        .and_then(|(prefix, _)| min_insync.get(prefix).copied())
+                        .unwrap_or(1),
                 })
                 .collect()
         })

@@ -90,6 +90,14 @@ pub struct ServerArgs {
     /// holds more; -1: no limit, -2: the topic's retention_bytes [default: -1].
     #[arg(long, env = "STRATA_LOCAL_RETENTION_BYTES", allow_hyphen_values = true)]
     pub local_retention_bytes: Option<i64>,
+    /// Default for topics: an acks=all write needs this many replicas in sync,
+    /// and is acknowledged once this many (and a majority) hold it [default: 1].
+    #[arg(long, env = "STRATA_MIN_INSYNC_REPLICAS")]
+    pub min_insync_replicas: Option<i64>,
+    /// Replicas per partition of a topic that asks for none (as many as there
+    /// are live brokers if fewer) [default: 3].
+    #[arg(long, env = "STRATA_DEFAULT_REPLICATION_FACTOR")]
+    pub default_replication_factor: Option<u32>,
     /// Objects no manifest names are deleted once older than this, e.g. `1h` [default: 1h].
     #[arg(long, env = "STRATA_ORPHAN_GRACE", value_parser = humantime::parse_duration)]
     pub orphan_grace: Option<Duration>,
@@ -181,6 +189,8 @@ struct FileConfig {
     local_disk_budget_bytes: Option<u64>,
     local_retention_ms: Option<i64>,
     local_retention_bytes: Option<i64>,
+    min_insync_replicas: Option<i64>,
+    default_replication_factor: Option<u32>,
     orphan_grace: Option<String>,
     gc_interval: Option<String>,
     cache_memory_bytes: Option<u64>,
@@ -372,6 +382,21 @@ impl ServerArgs {
         if let Some(v) = self.local_retention_bytes.or(file.local_retention_bytes) {
             broker.default_topic.local_retention_bytes = v;
         }
+        if let Some(v) = self.min_insync_replicas.or(file.min_insync_replicas) {
+            broker.default_topic.min_insync_replicas = v;
+        }
+        if let Some(v) = self
+            .default_replication_factor
+            .or(file.default_replication_factor)
+        {
+            if !(1..=strata_broker::MAX_REPLICATION_FACTOR).contains(&v) {
+                anyhow::bail!(
+                    "default_replication_factor must be between 1 and {}",
+                    strata_broker::MAX_REPLICATION_FACTOR
+                );
+            }
+            broker.default_replication_factor = v;
+        }
         if broker.max_record_bytes == 0 || broker.max_record_bytes > broker.max_request_bytes {
             anyhow::bail!("max_record_bytes must be between 1 and max_request_bytes");
         }
@@ -554,6 +579,37 @@ mod tests {
         assert_eq!(config.listen, DEFAULT_LISTEN.parse().unwrap());
         assert_eq!(config.broker.log.durability, Durability::Fsync);
         assert!(warnings.is_empty());
+    }
+
+    #[test]
+    fn replication_defaults_come_from_flags_or_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("strata.toml");
+        std::fs::write(
+            &path,
+            "min_insync_replicas = 2
+default_replication_factor = 5
+",
+        )
+        .unwrap();
+        let args = ServerArgs {
+            config: Some(path.clone()),
+            ..ServerArgs::default()
+        };
+        let (config, warnings) = args.resolve().unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(config.broker.default_topic.min_insync_replicas, 2);
+        assert_eq!(config.broker.default_replication_factor, 5);
+        let args = ServerArgs {
+            config: Some(path),
+            default_replication_factor: Some(0),
+            ..ServerArgs::default()
+        };
+        let err = args.resolve().unwrap_err().to_string();
+        assert!(err.contains("default_replication_factor"), "{err}");
+        let (config, _) = ServerArgs::default().resolve().unwrap();
+        assert_eq!(config.broker.default_topic.min_insync_replicas, 1);
+        assert_eq!(config.broker.default_replication_factor, 3);
     }
 
     #[test]

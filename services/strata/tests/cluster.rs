@@ -722,3 +722,225 @@ async fn kafka_clients_find_partition_leaders_through_any_node() {
         assert_eq!(*partition, expected, "{key}");
     }
 }
+
+/// `(leader, replicas)` of partition `p` of `topic` as node `addr` sees it.
+async fn placement_of(
+    http: &reqwest::Client,
+    addr: &str,
+    topic: &str,
+    p: u32,
+) -> Option<(u64, Vec<u64>)> {
+    let s = status(http, addr).await?;
+    s["partitions"].as_array()?.iter().find_map(|e| {
+        let key = e["partition"].as_str()?;
+        let ours = key.starts_with(&format!("default/{topic}/")) && key.ends_with(&format!("/{p}"));
+        ours.then(|| {
+            let replicas = e["replicas"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_u64).collect())
+                .unwrap_or_default();
+            (e["leader"].as_u64().unwrap_or(0), replicas)
+        })
+    })
+}
+
+/// One record to partition 0 of `topic` through `addr`: the status and the
+/// error code, if any.
+async fn append_one(
+    http: &reqwest::Client,
+    addr: &str,
+    topic: &str,
+    acks: &str,
+) -> (u16, Option<String>) {
+    let resp = http
+        .post(format!(
+            "http://{addr}/v1/tenants/default/topics/{topic}/partitions/0/records"
+        ))
+        .json(&json!({ "records": [{ "value": "v" }], "acks": acks }))
+        .timeout(Duration::from_secs(15))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap_or_default();
+    let code = body["error"]["code"].as_str().map(str::to_string);
+    (status, code)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_choose_their_replication_factor_and_min_insync_replicas() {
+    let Some(moto) = moto() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let (mut cluster, http) = three_brokers(&moto, root.path()).await;
+    let addr = cluster.node(1).api_addr.clone();
+    let create = |body: Value| {
+        let (http, addr) = (http.clone(), addr.clone());
+        async move {
+            let resp = http
+                .post(format!("http://{addr}/v1/tenants/default/topics"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap())
+        }
+    };
+
+    // A replication factor per topic, each replica on its own broker.
+    let (code, two) =
+        create(json!({"name": "two", "partitions": 3, "replication_factor": 2})).await;
+    assert_eq!(code, 201, "{two}");
+    assert_eq!(two["replication_factor"], json!(2));
+    let (code, dflt) = create(json!({"name": "dflt", "partitions": 1})).await;
+    assert_eq!(code, 201, "{dflt}");
+    assert_eq!(
+        dflt["replication_factor"],
+        json!(3),
+        "the default with 3 brokers"
+    );
+    for p in 0..3 {
+        let (leader, replicas) = placement_of(&http, &addr, "two", p).await.unwrap();
+        assert_eq!(replicas.len(), 2, "partition {p}: {replicas:?}");
+        assert_ne!(replicas[0], replicas[1]);
+        assert_eq!(replicas[0], leader);
+    }
+    let (_, replicas) = placement_of(&http, &addr, "dflt", 0).await.unwrap();
+    assert_eq!(replicas.len(), 3);
+    // More replicas than brokers, or a min_insync_replicas no write could
+    // meet: refused, and nothing is created.
+    let (code, body) = create(json!({"name": "four", "replication_factor": 4})).await;
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(body["error"]["code"], json!("invalid_replication_factor"));
+    assert_eq!(body["error"]["details"]["live_brokers"], json!(3));
+    let (code, body) = create(json!({
+        "name": "four", "replication_factor": 2, "config": {"min_insync_replicas": 3}
+    }))
+    .await;
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(body["error"]["code"], json!("invalid_config"));
+    assert!(!topics(&http, &addr).await.contains_key("four"));
+    // The same through gRPC.
+    {
+        use strata_api::proto::{self, strata_client::StrataClient};
+        let mut client = StrataClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
+        let one = client
+            .create_topic(proto::CreateTopicRequest {
+                name: "one".into(),
+                partitions: 1,
+                replication_factor: Some(1),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(one.replication_factor, 1);
+        let refused = client
+            .create_topic(proto::CreateTopicRequest {
+                name: "five".into(),
+                partitions: 1,
+                replication_factor: Some(5),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    }
+    let (_, replicas) = placement_of(&http, &addr, "one", 0).await.unwrap();
+    assert_eq!(replicas.len(), 1);
+
+    // min_insync_replicas 3 of 3: acks=all needs every replica; the default
+    // (a majority) goes on without one.
+    let strict = json!({"name": "strict", "config": {"min_insync_replicas": 3}});
+    let (code, body) = create(strict).await;
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(body["config"]["min_insync_replicas"], json!(3));
+    let (strict_leader, _) = placement_of(&http, &addr, "strict", 0).await.unwrap();
+    let (dflt_leader, _) = placement_of(&http, &addr, "dflt", 0).await.unwrap();
+    let api_addrs: Vec<String> = (1..=3)
+        .map(|id| cluster.node(id).api_addr.clone())
+        .collect();
+    let leader_addr = |id: u64| api_addrs[id as usize - 1].clone();
+    let ok_within = |topic: &'static str, leader: u64| {
+        let (http, addr) = (http.clone(), leader_addr(leader));
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let (status, code) = append_one(&http, &addr, topic, "fsync").await;
+                if status == 200 {
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{topic}: acks=all never succeeded: {status} {code:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    ok_within("strict", strict_leader).await;
+    // Freeze a replica that leads neither partition.
+    let frozen = (1..=3)
+        .find(|id| *id != strict_leader && *id != dflt_leader)
+        .unwrap();
+    eprintln!("strict led by {strict_leader}, dflt by {dflt_leader}; freezing node {frozen}");
+    cluster.pause(frozen);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let (status, code) =
+            append_one(&http, &leader_addr(strict_leader), "strict", "fsync").await;
+        assert_ne!(
+            status, 200,
+            "an acks=all write with a replica frozen was acknowledged"
+        );
+        // First the write waits for the third copy and times out; once the
+        // frozen replica falls out of sync, writes are refused up front.
+        if code.as_deref() == Some("not_enough_replicas") {
+            assert_eq!(status, 503);
+            break;
+        }
+        assert_eq!(code.as_deref(), Some("replication_timeout"), "{status}");
+        assert!(
+            Instant::now() < deadline,
+            "the frozen replica never fell out of sync"
+        );
+    }
+    // acks=write does not wait for replicas; the default topic needs only a majority.
+    let (status, code) = append_one(&http, &leader_addr(strict_leader), "strict", "write").await;
+    assert_eq!(status, 200, "{code:?}");
+    ok_within("dflt", dflt_leader).await;
+    cluster.resume(frozen);
+    ok_within("strict", strict_leader).await;
+
+    // A Kafka admin client sees and sets the same.
+    let kafka = cluster.node(1).kafka_addr.clone().expect("kafka listener");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/kafka-clients/replication_admin.py"
+    );
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import confluent_kafka"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "confluent-kafka is missing (scripts/test.sh installs it)"
+        );
+        eprintln!("!!! SKIPPED the Kafka admin part: confluent-kafka is not installed");
+        return;
+    }
+    let out = common::run_bounded(
+        std::process::Command::new("python3").args([
+            script,
+            "--bootstrap",
+            &kafka,
+            "--brokers",
+            "3",
+        ]),
+        Duration::from_secs(120),
+    );
+    assert!(out.success(), "{}\n{}", out.stdout, out.stderr);
+}

@@ -19,6 +19,7 @@ use crate::topics::topic_uuid;
 /// What a topic was (or would be) created as.
 struct Created {
     partitions: u32,
+    replication_factor: u32,
     config: TopicConfig,
     /// `None` for `validate_only`: nothing was created.
     topic: Option<TopicMeta>,
@@ -65,7 +66,7 @@ pub(crate) async fn handle(
             result = result
                 .with_topic_id(c.topic.as_ref().map(topic_uuid).unwrap_or_default())
                 .with_num_partitions(i32::try_from(c.partitions).unwrap_or(i32::MAX))
-                .with_replication_factor(1)
+                .with_replication_factor(i16::try_from(c.replication_factor).unwrap_or(i16::MAX))
                 .with_configs(Some(configs));
         }
         results.push(result);
@@ -89,20 +90,16 @@ fn partitions(shared: &Shared, asked: i32) -> Result<u32, Failure> {
     })
 }
 
-/// Replication asked for: a partition has one copy, so -1 (the default) and 1.
-fn check_replication(asked: i16) -> Result<(), Failure> {
+/// Replication asked for: -1 is the broker's default (`None`); whether the
+/// cluster has enough brokers for it is the broker's to say.
+fn check_replication(asked: i16) -> Result<Option<u32>, Failure> {
     match asked {
-        -1 | 1 => Ok(()),
+        -1 => Ok(None),
         n if n < 1 => Err(Failure::new(
             errors::INVALID_REPLICATION_FACTOR,
             "Replication factor must be larger than 0, or -1 to use the default value.",
         )),
-        n => Err(Failure::new(
-            errors::INVALID_REPLICATION_FACTOR,
-            format!(
-                "replication factor {n} is not supported: each partition has one copy, on its leader"
-            ),
-        )),
+        n => Ok(u32::try_from(n).ok()),
     }
 }
 
@@ -129,33 +126,35 @@ async fn create(
     if !t.assignments.is_empty() {
         return Err(Failure::invalid_request(
             "manual replica assignments are not supported: Strata places partitions \
-             itself; give num_partitions (and replication_factor -1 or 1) instead",
+             itself; give num_partitions and replication_factor instead",
         ));
     }
     let partitions = partitions(shared, t.num_partitions)?;
-    check_replication(t.replication_factor)?;
+    let replication_factor = check_replication(t.replication_factor)?;
     let defaults = shared.broker.config().default_topic;
     let patch = topic_configs::create_patch(
         &defaults,
         t.configs.iter().map(|c| (&*c.name, c.value.as_deref())),
     )?;
     if validate_only {
-        let config = shared
+        let (config, replication_factor) = shared
             .broker
-            .validate_new_topic(tenant, name, partitions, patch)
+            .validate_new_topic_with(tenant, name, partitions, replication_factor, patch)
             .await?;
         return Ok(Created {
             partitions,
+            replication_factor,
             config,
             topic: None,
         });
     }
     let topic = shared
         .broker
-        .create_topic(tenant, name, partitions, patch)
+        .create_topic_with(tenant, name, partitions, replication_factor, patch)
         .await?;
     Ok(Created {
         partitions: topic.partitions,
+        replication_factor: topic.replication_factor,
         config: topic.config,
         topic: Some(topic),
     })
@@ -291,7 +290,11 @@ mod tests {
             vec![36, 17, 38, 38, 37, 37, 42, 40, 40, 40, 40, 42, 42, 40]
         );
         let message = |i: usize| failed.topics[i].error_message.as_deref().unwrap_or("");
-        assert!(message(2).contains("each partition has one copy"));
+        assert!(
+            message(2).contains("larger than the 1 live broker"),
+            "{}",
+            message(2)
+        );
         assert!(message(7).contains("compaction is not supported"));
         assert!(message(9).contains("segment.bytes is 1"), "{}", message(9));
         assert!(
@@ -349,17 +352,12 @@ mod tests {
 
     #[test]
     fn replication_factors() {
-        assert!(check_replication(-1).is_ok());
-        assert!(check_replication(1).is_ok());
+        assert_eq!(check_replication(-1).unwrap(), None);
+        assert_eq!(check_replication(1).unwrap(), Some(1));
+        assert_eq!(check_replication(3).unwrap(), Some(3));
         for bad in [0, -2, i16::MIN] {
             let f = check_replication(bad).unwrap_err();
             assert_eq!(f.code, errors::INVALID_REPLICATION_FACTOR);
         }
-        let f = check_replication(3).unwrap_err();
-        assert_eq!(f.code, errors::INVALID_REPLICATION_FACTOR);
-        assert_eq!(
-            f.message,
-            "replication factor 3 is not supported: each partition has one copy, on its leader"
-        );
     }
 }

@@ -229,9 +229,9 @@ fn broker(shared: &Shared, name: &str) -> Result<Vec<Described>, Failure> {
         ),
         (
             "min.insync.replicas",
-            "1".into(),
+            topic.min_insync_replicas.to_string(),
             TYPE_INT,
-            "Each partition has one copy, on this broker.",
+            "Default min.insync.replicas of topics.",
         ),
         (
             "num.partitions",

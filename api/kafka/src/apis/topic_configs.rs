@@ -108,10 +108,11 @@ pub(crate) enum Field {
     MaxMessageBytes,
     LocalRetentionMs,
     LocalRetentionBytes,
+    MinInsyncReplicas,
 }
 
 impl Field {
-    pub const ALL: [Field; 7] = [
+    pub const ALL: [Field; 8] = [
         Field::RetentionMs,
         Field::RetentionBytes,
         Field::SegmentBytes,
@@ -119,6 +120,7 @@ impl Field {
         Field::MaxMessageBytes,
         Field::LocalRetentionMs,
         Field::LocalRetentionBytes,
+        Field::MinInsyncReplicas,
     ];
 
     pub fn get(self, c: &TopicConfig) -> i64 {
@@ -130,6 +132,7 @@ impl Field {
             Field::MaxMessageBytes => c.max_message_bytes,
             Field::LocalRetentionMs => c.local_retention_ms,
             Field::LocalRetentionBytes => c.local_retention_bytes,
+            Field::MinInsyncReplicas => c.min_insync_replicas,
         }
     }
 
@@ -142,6 +145,7 @@ impl Field {
             Field::MaxMessageBytes => &mut p.max_message_bytes,
             Field::LocalRetentionMs => &mut p.local_retention_ms,
             Field::LocalRetentionBytes => &mut p.local_retention_bytes,
+            Field::MinInsyncReplicas => &mut p.min_insync_replicas,
         }
     }
 
@@ -155,6 +159,7 @@ impl Field {
             Field::MaxMessageBytes => "max_message_bytes",
             Field::LocalRetentionMs => "local_retention_ms",
             Field::LocalRetentionBytes => "local_retention_bytes",
+            Field::MinInsyncReplicas => "min_insync_replicas",
         }
     }
 
@@ -233,13 +238,10 @@ pub(crate) const DEFS: [Def; 10] = [
     },
     Def {
         name: "min.insync.replicas",
-        value: Value::Fixed {
-            value: "1",
-            reason: "this broker keeps one copy of each partition",
-        },
+        value: Value::Field(Field::MinInsyncReplicas),
         config_type: TYPE_INT,
         broker_name: "min.insync.replicas",
-        doc: "Each partition has one copy, on this broker.",
+        doc: "An acks=all write needs this many replicas in sync, and is acknowledged once this many (and a majority of the replicas) hold it.",
     },
     Def {
         name: "retention.bytes",
@@ -461,6 +463,7 @@ pub(crate) fn patched(mut config: TopicConfig, patch: &TopicConfigPatch) -> Topi
                 Field::MaxMessageBytes => config.max_message_bytes = v,
                 Field::LocalRetentionMs => config.local_retention_ms = v,
                 Field::LocalRetentionBytes => config.local_retention_bytes = v,
+                Field::MinInsyncReplicas => config.min_insync_replicas = v,
             }
         }
     }
@@ -572,6 +575,7 @@ mod tests {
                 max_message_bytes: Some(2048),
                 local_retention_ms: Some(-2),
                 local_retention_bytes: Some(10 << 30),
+                min_insync_replicas: Some(1),
             }
         );
         assert_eq!(create(&[]).unwrap(), TopicConfigPatch::default());
@@ -625,11 +629,6 @@ mod tests {
             create(&[("compression.type", Some("zstd"))]),
             invalid,
             "as the producer compressed them",
-        );
-        fails(
-            create(&[("min.insync.replicas", Some("2"))]),
-            invalid,
-            "one copy",
         );
         assert!(create(&[("cleanup.policy", Some(" delete , delete"))]).is_ok());
     }

@@ -5,7 +5,7 @@
 use strata_api::{ApiError, ErrorCode};
 use tracing::info;
 
-use super::topics::{MAX_PARTITIONS, create_partitions, delete_partitions};
+use super::topics::{MAX_PARTITIONS, check_min_insync, create_partitions, delete_partitions};
 use super::{Broker, Result, partition_key};
 use crate::config::{TopicConfig, TopicConfigPatch};
 use crate::errors::from_log;
@@ -129,11 +129,29 @@ impl Broker {
         partitions: u32,
         config: TopicConfigPatch,
     ) -> Result<TopicConfig> {
+        self.validate_new_topic_with(tenant, name, partitions, None, config)
+            .await
+            .map(|(config, _)| config)
+    }
+
+    /// As [`Broker::validate_new_topic`], with a replication factor as
+    /// [`Broker::create_topic_with`] takes it; returns the config and the
+    /// replication factor the topic would get.
+    pub async fn validate_new_topic_with(
+        &self,
+        tenant: &str,
+        name: &str,
+        partitions: u32,
+        replication_factor: Option<u32>,
+        config: TopicConfigPatch,
+    ) -> Result<(TopicConfig, u32)> {
         validate_tenant(tenant)?;
         validate_topic(name)?;
         check_partition_count(partitions)?;
         let topic_config = self.config.default_topic.patched(&config);
         topic_config.validate(self.config.max_request_bytes)?;
+        let replication_factor = self.check_replication_factor(replication_factor)?;
+        check_min_insync(&topic_config, replication_factor)?;
         self.check_tenant(tenant).await?;
         if self.meta.topic(tenant, name).await?.is_some() {
             return Err(ApiError::new(
@@ -142,7 +160,7 @@ impl Broker {
             )
             .with_details(serde_json::json!({ "tenant": tenant, "topic": name })));
         }
-        Ok(topic_config)
+        Ok((topic_config, replication_factor))
     }
 
     /// Checks a whole topic config as [`Broker::create_topic`] and

@@ -60,9 +60,11 @@ impl Broker {
             }
             Err(e) => return Err(e),
         };
-        // Just made leader: its epoch begins within a reconcile pass.
+        // Just made leader: its epoch begins within a reconcile pass (for a
+        // new replicated partition too, which takes no acks=all write
+        // before: see `check_in_sync`).
         let deadline = std::time::Instant::now() + TAKEOVER_WAIT;
-        while p.is_follower()
+        while (p.is_follower() || self.awaits_leadership(&p))
             && self.remote_leader(topic, partition).is_none()
             && std::time::Instant::now() < deadline
         {

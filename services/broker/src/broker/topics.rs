@@ -9,13 +9,34 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use super::{Broker, PartitionDescription, Result, TopicDescription, internal, now_micros, now_ms};
-use crate::config::TopicConfigPatch;
+use crate::config::{MAX_REPLICATION_FACTOR, TopicConfig, TopicConfigPatch};
 use crate::errors::from_log;
 use crate::metadata::{MetadataStore, TopicMeta};
 use crate::names::{validate_tenant, validate_topic};
 
 /// Most partitions a topic may have.
 pub(super) const MAX_PARTITIONS: u32 = 10_000;
+
+/// Refuses a `min_insync_replicas` above the replicas a partition has: no
+/// acks=all write could ever be acknowledged.
+pub(super) fn check_min_insync(config: &TopicConfig, replication_factor: u32) -> Result<()> {
+    if config.min_insync_replicas > i64::from(replication_factor) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidConfig,
+            format!(
+                "invalid topic config: min_insync_replicas is {}, more than the topic's {} \
+                 replicas: no acks=all write could be acknowledged",
+                config.min_insync_replicas, replication_factor
+            ),
+        )
+        .with_details(serde_json::json!({
+            "field": "min_insync_replicas",
+            "value": config.min_insync_replicas,
+            "replication_factor": replication_factor,
+        })));
+    }
+    Ok(())
+}
 
 /// The log partition holding a topic partition. The id keeps a deleted
 /// topic's partitions apart from those of a new topic of the same name.
@@ -175,6 +196,21 @@ impl Broker {
         partitions: u32,
         config: TopicConfigPatch,
     ) -> Result<TopicMeta> {
+        self.create_topic_with(tenant, name, partitions, None, config)
+            .await
+    }
+
+    /// Creates a topic whose partitions each have `replication_factor`
+    /// replicas (`None`: [`crate::DEFAULT_REPLICATION_FACTOR`], or as many as
+    /// there are live brokers if fewer).
+    pub async fn create_topic_with(
+        &self,
+        tenant: &str,
+        name: &str,
+        partitions: u32,
+        replication_factor: Option<u32>,
+        config: TopicConfigPatch,
+    ) -> Result<TopicMeta> {
         validate_tenant(tenant)?;
         validate_topic(name)?;
         if !(1..=MAX_PARTITIONS).contains(&partitions) {
@@ -188,6 +224,8 @@ impl Broker {
         }
         let topic_config = self.config.default_topic.patched(&config);
         topic_config.validate(self.config.max_request_bytes)?;
+        let replication_factor = self.check_replication_factor(replication_factor)?;
+        check_min_insync(&topic_config, replication_factor)?;
         self.check_tenant(tenant).await?;
 
         let _admin = self.admin.lock().await;
@@ -203,6 +241,7 @@ impl Broker {
             name: name.to_string(),
             id: self.next_topic_id(),
             partitions,
+            replication_factor,
             config: topic_config,
             created_ms: now_ms(),
         };
@@ -224,17 +263,71 @@ impl Broker {
         Ok(topic)
     }
 
+    /// Brokers that can hold replicas now (this node alone when single).
+    pub(crate) fn live_brokers(&self) -> usize {
+        self.cluster.brokers().len().max(1)
+    }
+
+    /// The replication factor a new topic gets: the one asked for if the
+    /// live brokers can hold it, else the default capped at their number.
+    pub(super) fn check_replication_factor(&self, asked: Option<u32>) -> Result<u32> {
+        let brokers = self.live_brokers();
+        let Some(asked) = asked else {
+            let default = self.config.default_replication_factor as usize;
+            return Ok(u32::try_from(default.clamp(1, brokers)).unwrap_or(1));
+        };
+        let details = serde_json::json!({
+            "replication_factor": asked,
+            "live_brokers": brokers,
+            "max_replication_factor": MAX_REPLICATION_FACTOR,
+        });
+        if asked == 0 || asked > MAX_REPLICATION_FACTOR {
+            return Err(ApiError::new(
+                ErrorCode::InvalidReplicationFactor,
+                format!(
+                    "replication factor {asked} is not allowed: a topic has 1 to \
+                     {MAX_REPLICATION_FACTOR} replicas per partition"
+                ),
+            )
+            .with_details(details));
+        }
+        if asked as usize > brokers {
+            return Err(ApiError::new(
+                ErrorCode::InvalidReplicationFactor,
+                format!(
+                    "replication factor {asked} is larger than the {brokers} live broker(s): \
+                     each replica of a partition needs a broker of its own"
+                ),
+            )
+            .with_details(details));
+        }
+        Ok(asked)
+    }
+
     pub async fn list_topics(&self, tenant: &str) -> Result<Vec<TopicMeta>> {
         self.meta.barrier().await?;
         self.check_tenant(tenant).await?;
         let mut topics = self.meta.topics(tenant).await?;
         topics.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(topics)
+        Ok(topics
+            .into_iter()
+            .map(|t| self.with_replication_factor(t))
+            .collect())
+    }
+
+    /// `topic` with its replication factor filled in where it records none
+    /// (a topic from before replication factors were recorded).
+    fn with_replication_factor(&self, mut topic: TopicMeta) -> TopicMeta {
+        if topic.replication_factor == 0 {
+            let wanted = topic.replicas_wanted(self.live_brokers());
+            topic.replication_factor = u32::try_from(wanted).unwrap_or(u32::MAX);
+        }
+        topic
     }
 
     pub async fn describe_topic(&self, tenant: &str, name: &str) -> Result<TopicDescription> {
         self.meta.barrier().await?;
-        let topic = self.topic(tenant, name).await?;
+        let topic = self.with_replication_factor(self.topic(tenant, name).await?);
         let now = now_ms();
         let mut partitions = Vec::with_capacity(topic.partitions as usize);
         for partition in 0..topic.partitions {
@@ -297,6 +390,10 @@ impl Broker {
         let mut topic = self.topic(tenant, name).await?;
         let config = topic.config.patched(&patch);
         config.validate(self.config.max_request_bytes)?;
+        check_min_insync(
+            &config,
+            u32::try_from(topic.replicas_wanted(self.live_brokers())).unwrap_or(u32::MAX),
+        )?;
         let segment_changed = config.segment_config() != topic.config.segment_config();
         topic.config = config;
         // Metadata first: if pushing the segment config to the log fails
@@ -343,6 +440,7 @@ mod tests {
             name: "orders.v1".into(),
             id: 1_700_000_000_000_000,
             partitions: 3,
+            replication_factor: 1,
             config: crate::config::TopicConfig::default(),
             created_ms: 0,
         };

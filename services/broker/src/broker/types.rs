@@ -12,7 +12,8 @@ use crate::metadata::TopicMeta;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Acks {
     /// After the records are durable on disk (the default); on a partition
-    /// with several replicas, on a majority of them (Kafka's acks=all).
+    /// with several replicas, on a majority of them, and on the topic's
+    /// `min_insync_replicas` if more (Kafka's acks=all).
     #[default]
     Fsync,
     /// After the records are written to the leader's OS (Kafka's acks=1).

@@ -157,6 +157,7 @@ mod tests {
             name: name.into(),
             id,
             partitions: 3,
+            replication_factor: 1,
             config: TopicConfig::default(),
             created_ms: 1,
         }

@@ -25,8 +25,28 @@ pub struct TopicMeta {
     /// Distinguishes a topic from an earlier one of the same name.
     pub id: u64,
     pub partitions: u32,
+    /// Copies of each partition, fixed when the topic is created. 0: a topic
+    /// from before replication factors were recorded, which gets up to
+    /// [`DEFAULT_REPLICATION_FACTOR`], as many as there are brokers.
+    #[serde(default)]
+    pub replication_factor: u32,
     pub config: TopicConfig,
     pub created_ms: i64,
+}
+
+/// Replicas per partition when a topic asks for none: survives losing one
+/// broker (a majority of three is two), as many as there are brokers below three.
+pub const DEFAULT_REPLICATION_FACTOR: u32 = 3;
+
+impl TopicMeta {
+    /// The replicas each partition is meant to have, given `brokers` brokers
+    /// when the topic records no replication factor.
+    pub fn replicas_wanted(&self, brokers: usize) -> usize {
+        match self.replication_factor {
+            0 => (DEFAULT_REPLICATION_FACTOR as usize).min(brokers.max(1)),
+            n => n as usize,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,11 +2,13 @@
 //! moving the high watermark.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use parking_lot::Mutex;
+use tokio::sync::watch;
 use tracing::debug;
 
 use super::PartitionLineage;
@@ -43,6 +45,12 @@ pub struct LeaderState {
     followers: Mutex<HashMap<u64, Progress>>,
     /// The in-sync set last recorded in the metadata.
     reported_isr: Mutex<Vec<u64>>,
+    /// The topic's `min_insync_replicas`.
+    min_insync: AtomicUsize,
+    /// The offset below which [`LeaderState::replicas_needed`] replicas
+    /// hold everything; acks=all waits on it when that is more than a
+    /// majority (the high watermark covers a majority).
+    held: watch::Sender<u64>,
 }
 
 impl LeaderState {
@@ -68,7 +76,54 @@ impl LeaderState {
             replicas: Mutex::new(replicas.to_vec()),
             followers: Mutex::new(followers),
             reported_isr: Mutex::new(vec![me]),
+            min_insync: AtomicUsize::new(1),
+            held: watch::Sender::new(0),
         }
+    }
+
+    pub(crate) fn set_min_insync(&self, min_insync: usize) {
+        self.min_insync.store(min_insync.max(1), Ordering::Relaxed);
+    }
+
+    /// Replicas an acks=all write needs: a majority, or the topic's
+    /// `min_insync_replicas` if more.
+    pub fn replicas_needed(&self) -> usize {
+        quorum::majority(self.replica_count()).max(self.min_insync.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn needs_more_than_a_majority(&self) -> bool {
+        self.replicas_needed() > quorum::majority(self.replica_count())
+    }
+
+    /// Follows the offset below which the needed replicas hold everything.
+    pub(crate) fn watch_held(&self) -> watch::Receiver<u64> {
+        self.held.subscribe()
+    }
+
+    /// Moves the offset the needed replicas hold, from their confirmed
+    /// positions and the leader's end (only forward, and never before the
+    /// epoch start: as for the high watermark, only this epoch's own
+    /// records count).
+    fn update_held(&self, leader_end: u64) {
+        let matched: Vec<u64> = self
+            .followers
+            .lock()
+            .values()
+            .filter_map(|p| p.matched)
+            .collect();
+        let Some(held) = quorum::held_by(
+            leader_end,
+            matched,
+            self.replicas_needed(),
+            self.epoch_start,
+        ) else {
+            return;
+        };
+        self.held.send_if_modified(|h| {
+            let moved = held > *h;
+            *h = (*h).max(held);
+            moved
+        });
     }
 
     /// Forgets what was reported (a report failed): the next pass tries again.
@@ -253,6 +308,7 @@ impl Broker {
                 // from the epoch start whose answer was lost has not).
                 if i64::from(pf.last_epoch) == i64::try_from(state.epoch).unwrap_or(-1) {
                     state.note_progress(follower, pf.fetch_offset, end);
+                    state.update_held(end);
                 }
                 if let Some(hw) = state.high_watermark(end) {
                     let before = p.high_watermark();

@@ -59,6 +59,10 @@ pub struct ReplicaAssignment {
     pub leader_epoch: u64,
     /// The leader first.
     pub replicas: Vec<u64>,
+    /// The topic's `min_insync_replicas`: acks=all writes need this many
+    /// replicas (and a majority) in sync, and are acknowledged once this
+    /// many hold them.
+    pub min_insync: usize,
 }
 
 /// One stream to a leader node.
@@ -228,6 +232,7 @@ impl Broker {
                 if led {
                     if let Some(Role::Leader(s)) = &current {
                         s.set_replicas(&a.replicas);
+                        s.set_min_insync(a.min_insync);
                         p.set_replicated(a.replicas.len() > 1);
                     }
                     continue;
@@ -313,6 +318,7 @@ impl Broker {
             self.node_id(),
             &a.replicas,
         ));
+        state.set_min_insync(a.min_insync);
         p.set_replicated(a.replicas.len() > 1);
         self.replication
             .roles
@@ -384,8 +390,10 @@ impl Broker {
     }
 
     /// Waits until a write that ends at `next_offset`, whose batch carries
-    /// leader epoch `epoch` (`Appended::leader_epoch`), is held by a majority of the partition's replicas (acks=all); at once
-    /// for a partition with one replica. Fails with a retryable
+    /// leader epoch `epoch` (`Appended::leader_epoch`), is held by a
+    /// majority of the partition's replicas, and by `min_insync_replicas` of
+    /// them if that is more (acks=all); at once for a partition with one
+    /// replica. Fails with a retryable
     /// `replication_timeout`, or `not_leader` when this node lost the
     /// leadership meanwhile and its write was replaced: a deposed leader
     /// truncates its unreplicated suffix and takes the new leader's records
@@ -416,17 +424,27 @@ impl Broker {
             return Ok(());
         }
         let mut hw = p.watch_high_watermark();
-        // The borrowed value is dropped at once (see watch_high_watermark).
+        // Past a majority, `min_insync_replicas` may ask for more copies.
+        let mut held = self
+            .replication
+            .leader_state(p.key())
+            .filter(|s| s.needs_more_than_a_majority())
+            .map(|s| s.watch_held());
+        // The borrowed values are dropped at once (see watch_high_watermark).
         let waited = tokio::time::timeout(timeout, async {
-            hw.wait_for(|h| *h >= next_offset).await.map(|h| *h)
+            hw.wait_for(|h| *h >= next_offset).await.map(|h| *h)?;
+            if let Some(held) = &mut held {
+                held.wait_for(|h| *h >= next_offset).await.map(|h| *h)?;
+            }
+            Ok::<(), watch::error::RecvError>(())
         })
         .await;
-        if !matches!(waited, Ok(Ok(_))) {
+        if !matches!(waited, Ok(Ok(()))) {
             return Err(ApiError::new(
                 ErrorCode::ReplicationTimeout,
                 format!(
-                    "offsets up to {next_offset} of partition {} are written on the leader, but a \
-                     majority of replicas did not confirm them within {timeout:?}; retry",
+                    "offsets up to {next_offset} of partition {} are written on the leader, but \
+                     not enough replicas confirmed them within {timeout:?}; retry",
                     p.key(),
                 ),
             ));
@@ -447,8 +465,19 @@ impl Broker {
     }
 
     /// Refuses a write that asks for acks=all when too few replicas are in
-    /// sync to make a majority: `not_enough_replicas`, nothing written.
+    /// sync to make a majority, or `min_insync_replicas` if that is more:
+    /// `not_enough_replicas`, nothing written.
     pub fn check_in_sync(&self, p: &Partition) -> Result<()> {
+        if self.awaits_leadership(p) {
+            return Err(ApiError::new(
+                ErrorCode::NotLeader,
+                format!(
+                    "partition {} is taking up its leadership and does not yet count its \
+                     replicas; retry",
+                    p.key()
+                ),
+            ));
+        }
         if !p.is_replicated() {
             return Ok(());
         }
@@ -456,7 +485,7 @@ impl Broker {
             return Ok(());
         };
         let (in_sync, replicas) = (state.in_sync(p.offsets().end).len(), state.replica_count());
-        let needed = quorum::majority(replicas);
+        let needed = state.replicas_needed();
         if in_sync < needed {
             return Err(ApiError::new(
                 ErrorCode::NotEnoughReplicas,
@@ -466,9 +495,24 @@ impl Broker {
                     p.key()
                 ),
             )
-            .with_details(serde_json::json!({ "in_sync": in_sync, "replicas": replicas })));
+            .with_details(serde_json::json!({
+                "in_sync": in_sync,
+                "replicas": replicas,
+                "needed": needed,
+            })));
         }
         Ok(())
+    }
+
+    /// Whether the metadata gives `p` several replicas with this node as
+    /// leader, but this node does not lead it by replication yet (a topic
+    /// just created, before the next reconcile pass): a write acknowledged
+    /// now would count this copy alone.
+    pub(crate) fn awaits_leadership(&self, p: &Partition) -> bool {
+        self.replication.leader_state(p.key()).is_none()
+            && self.cluster.replicas(p.key()).is_some_and(|(replicas, _)| {
+                replicas.len() > 1 && replicas.first() == Some(&self.node_id())
+            })
     }
 
     /// Refuses reads (retryably) on a partition this node has just come to

@@ -45,10 +45,28 @@ pub fn high_watermark(
     replicas: usize,
     epoch_start: u64,
 ) -> Option<u64> {
+    held_by(
+        leader_end,
+        followers,
+        majority(replicas.max(1)),
+        epoch_start,
+    )
+}
+
+/// The largest offset below which at least `needed` replicas hold
+/// everything (the leader's end counts, as do the followers' confirmed
+/// positions), or `None` while fewer positions are known or that offset is
+/// below `epoch_start`.
+pub fn held_by(
+    leader_end: u64,
+    followers: impl IntoIterator<Item = u64>,
+    needed: usize,
+    epoch_start: u64,
+) -> Option<u64> {
     let mut positions: Vec<u64> = std::iter::once(leader_end)
         .chain(followers.into_iter().map(|f| f.min(leader_end)))
         .collect();
-    let needed = majority(replicas.max(1));
+    let needed = needed.max(1);
     if positions.len() < needed {
         return None;
     }
@@ -189,6 +207,25 @@ mod tests {
         assert_eq!(high_watermark(10, [4, 7], 3, 8), None, "old entries only");
         assert_eq!(high_watermark(10, [12, 9], 3, 8), Some(10), "capped");
         assert_eq!(high_watermark(10, [3, 5, 7], 5, 0), Some(5));
+    }
+
+    #[test]
+    fn held_by_counts_the_needed_replicas() {
+        // Leader at 10, followers at 7 and 4.
+        assert_eq!(held_by(10, [7, 4], 1, 0), Some(10));
+        assert_eq!(held_by(10, [7, 4], 2, 0), Some(7));
+        assert_eq!(held_by(10, [7, 4], 3, 0), Some(4));
+        assert_eq!(
+            held_by(10, [7, 4], 4, 0),
+            None,
+            "only three positions known"
+        );
+        assert_eq!(held_by(10, [7, 4], 3, 5), None, "below the epoch start");
+        assert_eq!(
+            held_by(10, [12], 2, 0),
+            Some(10),
+            "capped at the leader's end"
+        );
     }
 
     #[test]

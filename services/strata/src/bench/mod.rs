@@ -130,6 +130,7 @@ async fn ensure_topic(
         name: opts.topic.clone(),
         partitions: opts.partitions,
         config: None,
+        replication_factor: None,
     };
     match client.create_topic(create).await {
         Ok(_) => {}

@@ -108,6 +108,7 @@ pub fn topic_config_json(c: &proto::TopicConfig) -> Value {
         "max_message_bytes": c.max_message_bytes,
         "local_retention_ms": c.local_retention_ms,
         "local_retention_bytes": c.local_retention_bytes,
+        "min_insync_replicas": c.min_insync_replicas,
     })
 }
 
@@ -134,6 +135,7 @@ pub fn topic_json(t: &proto::Topic) -> Value {
         "tenant": t.tenant,
         "name": t.name,
         "partitions": t.partitions,
+        "replication_factor": t.replication_factor,
         "config": topic_config_json(&t.config.unwrap_or_default()),
     });
     if !t.partition_info.is_empty()
@@ -155,6 +157,7 @@ pub fn topic_config_human(c: &proto::TopicConfig) -> String {
         ("max_message_bytes", c.max_message_bytes),
         ("local_retention_ms", c.local_retention_ms),
         ("local_retention_bytes", c.local_retention_bytes),
+        ("min_insync_replicas", c.min_insync_replicas),
     ];
     fields
         .iter()
@@ -230,6 +233,7 @@ mod tests {
                 ..Default::default()
             }),
             partition_info: vec![],
+            replication_factor: 1,
         };
         assert!(topic_json(&t).get("partition_info").is_none());
         assert_eq!(topic_json(&t)["config"]["retention_ms"], json!(5));

@@ -22,11 +22,16 @@ pub enum TopicCommand {
         name: String,
         #[arg(long, short = 'p', default_value_t = 1)]
         partitions: u32,
+        /// Copies of each partition, each on its own broker (default: 3, or the number of
+        /// live brokers if fewer).
+        #[arg(long, short = 'r')]
+        replication_factor: Option<u32>,
         /// A config setting, `key=value` (repeatable or comma-separated): retention_ms,
         /// retention_bytes, segment_bytes, segment_ms, max_message_bytes, local_retention_ms,
         /// local_retention_bytes (how long and how much of what is already in the bucket stays
-        /// on local disk; -2: as retention_*). Kafka's dotted names work too (`local.retention.ms`);
-        /// `_ms` values take durations (`7d`), `_bytes` values sizes (`64MiB`).
+        /// on local disk; -2: as retention_*), min_insync_replicas. Kafka's dotted names work
+        /// too (`local.retention.ms`); `_ms` values take durations (`7d`), `_bytes` values
+        /// sizes (`64MiB`).
         #[arg(long = "config", short = 'c', value_name = "KEY=VALUE")]
         config: Vec<String>,
     },
@@ -59,6 +64,7 @@ pub async fn run(args: TopicArgs) -> anyhow::Result<()> {
         TopicCommand::Create {
             name,
             partitions,
+            replication_factor,
             config,
         } => {
             let config = Some(parse_config(&config)?);
@@ -67,6 +73,7 @@ pub async fn run(args: TopicArgs) -> anyhow::Result<()> {
                 name,
                 partitions,
                 config,
+                replication_factor,
             };
             let topic = client
                 .create_topic(req)
@@ -134,7 +141,10 @@ fn print_topic(out: &mut Out, output: Output, t: &proto::Topic) -> std::io::Resu
         Output::Human => {
             out.line(format_args!("topic:      {}", t.name))?;
             out.line(format_args!("tenant:     {}", t.tenant))?;
-            out.line(format_args!("partitions: {}", t.partitions))?;
+            out.line(format_args!(
+                "partitions: {} (replication factor {})",
+                t.partitions, t.replication_factor
+            ))?;
             out.line(format_args!(
                 "config:     {}",
                 topic_config_human(&t.config.unwrap_or_default())
@@ -232,16 +242,21 @@ pub fn parse_config(settings: &[String]) -> anyhow::Result<proto::TopicConfig> {
             "max_message_bytes" => &mut config.max_message_bytes,
             "local_retention_ms" => &mut config.local_retention_ms,
             "local_retention_bytes" => &mut config.local_retention_bytes,
+            "min_insync_replicas" => &mut config.min_insync_replicas,
             _ => bail!(
                 "invalid_config: unknown config {key:?} (known: retention_ms, retention_bytes, \
                  segment_bytes, segment_ms, max_message_bytes, local_retention_ms, \
-                 local_retention_bytes)"
+                 local_retention_bytes, min_insync_replicas)"
             ),
         };
         let parsed = if key.ends_with("_ms") {
             parse_millis(value)
-        } else {
+        } else if key.ends_with("_bytes") {
             parse_bytes(value)
+        } else {
+            value
+                .parse::<i64>()
+                .with_context(|| format!("{value:?} is not a number"))
         };
         *field = Some(parsed.with_context(|| format!("invalid_config: bad value for {key}"))?);
     }

@@ -25,6 +25,7 @@ pub fn patch_from_proto(config: Option<proto::TopicConfig>) -> TopicConfigPatch 
         max_message_bytes: c.max_message_bytes,
         local_retention_ms: c.local_retention_ms,
         local_retention_bytes: c.local_retention_bytes,
+        min_insync_replicas: c.min_insync_replicas,
     }
 }
 
@@ -42,8 +43,10 @@ pub fn topic_to_proto(meta: &TopicMeta) -> proto::Topic {
             max_message_bytes: Some(c.max_message_bytes),
             local_retention_ms: Some(c.local_retention_ms),
             local_retention_bytes: Some(c.local_retention_bytes),
+            min_insync_replicas: Some(c.min_insync_replicas),
         }),
         partition_info: Vec::new(),
+        replication_factor: meta.replication_factor,
     }
 }
 
@@ -239,6 +242,7 @@ mod tests {
                 name: "orders".into(),
                 id: 1,
                 partitions: 2,
+                replication_factor: 3,
                 config: TopicConfig {
                     local_retention_ms: -2,
                     local_retention_bytes: 1 << 30,
@@ -312,6 +316,7 @@ mod tests {
                 max_message_bytes: Some(config.max_message_bytes),
                 local_retention_ms: Some(-2),
                 local_retention_bytes: Some(1 << 30),
+                min_insync_replicas: Some(config.min_insync_replicas),
             }
         );
     }

@@ -163,7 +163,13 @@ impl Strata for StrataService {
             let patch = convert::patch_from_proto(req.config);
             let meta = self
                 .broker()
-                .create_topic(&tenant, &req.name, req.partitions, patch)
+                .create_topic_with(
+                    &tenant,
+                    &req.name,
+                    req.partitions,
+                    req.replication_factor,
+                    patch,
+                )
                 .await?;
             Ok(convert::topic_to_proto(&meta))
         })

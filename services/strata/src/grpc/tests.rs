@@ -81,6 +81,7 @@ async fn create(client: &mut StrataClient<Channel>, name: &str, partitions: u32)
         name: name.into(),
         partitions,
         config: None,
+        replication_factor: None,
     };
     client.create_topic(req).await.unwrap();
 }
@@ -97,6 +98,7 @@ async fn topics_and_error_codes() {
             local_retention_ms: Some(-2),
             ..Default::default()
         }),
+        replication_factor: None,
     };
     let topic = s
         .client

@@ -39,6 +39,9 @@ pub struct TopicConfigIn {
     /// Per partition: segments already in the bucket leave local disk while the
     /// local copy is larger than this; -1: no limit, -2: the same as `retention_bytes`.
     pub local_retention_bytes: Option<i64>,
+    /// An acks=all write needs this many replicas in sync and is acknowledged
+    /// once this many (and a majority) hold it; at most the replication factor.
+    pub min_insync_replicas: Option<i64>,
 }
 
 impl From<TopicConfigIn> for TopicConfigPatch {
@@ -51,6 +54,7 @@ impl From<TopicConfigIn> for TopicConfigPatch {
             max_message_bytes: c.max_message_bytes,
             local_retention_ms: c.local_retention_ms,
             local_retention_bytes: c.local_retention_bytes,
+            min_insync_replicas: c.min_insync_replicas,
         }
     }
 }
@@ -67,6 +71,9 @@ pub struct CreateTopicRequest {
     #[serde(default = "one")]
     #[schema(default = 1)]
     pub partitions: u32,
+    /// Copies of each partition, each on its own broker (default 3, or the
+    /// number of live brokers if fewer); fixed once the topic exists.
+    pub replication_factor: Option<u32>,
     #[serde(default)]
     pub config: TopicConfigIn,
 }
@@ -89,6 +96,7 @@ pub struct TopicConfigOut {
     pub local_retention_ms: i64,
     /// As set: -2 means "the same as `retention_bytes`", -1 "no limit".
     pub local_retention_bytes: i64,
+    pub min_insync_replicas: i64,
 }
 
 impl From<TopicConfig> for TopicConfigOut {
@@ -101,6 +109,7 @@ impl From<TopicConfig> for TopicConfigOut {
             max_message_bytes: c.max_message_bytes,
             local_retention_ms: c.local_retention_ms,
             local_retention_bytes: c.local_retention_bytes,
+            min_insync_replicas: c.min_insync_replicas,
         }
     }
 }
@@ -181,6 +190,8 @@ pub struct Topic {
     /// Distinguishes a topic from an earlier one of the same name.
     pub id: u64,
     pub partitions: u32,
+    /// Copies of each partition.
+    pub replication_factor: u32,
     pub config: TopicConfigOut,
     pub created_ms: i64,
     /// Per-partition offsets and tiers; only when describing one topic.
@@ -195,6 +206,7 @@ impl From<TopicMeta> for Topic {
             name: t.name,
             id: t.id,
             partitions: t.partitions,
+            replication_factor: t.replication_factor,
             config: t.config.into(),
             created_ms: t.created_ms,
             partition_info: None,
@@ -224,7 +236,7 @@ pub struct TopicList {
     request_body = CreateTopicRequest,
     responses(
         (status = 201, description = "Created", body = Topic),
-        (status = 400, description = "Invalid name, partitions, config or body", body = ErrorBody),
+        (status = 400, description = "Invalid name, partitions, replication factor, config or body", body = ErrorBody),
         (status = 404, description = "Unknown tenant", body = ErrorBody),
         (status = 409, description = "The topic exists", body = ErrorBody),
     )
@@ -237,7 +249,13 @@ pub async fn create(
 ) -> HttpResult<Response> {
     let meta = state
         .broker
-        .create_topic(&p.tenant, &body.name, body.partitions, body.config.into())
+        .create_topic_with(
+            &p.tenant,
+            &body.name,
+            body.partitions,
+            body.replication_factor,
+            body.config.into(),
+        )
         .await?;
     let location = format!("/v1/tenants/{}/topics/{}", meta.tenant, meta.name);
     let topic = Topic::from(meta);
