@@ -9,6 +9,11 @@ cd "$(dirname "$0")/.."
 if ! command -v curl >/dev/null; then
   apt-get update -qq && apt-get install -y -qq curl >/dev/null
 fi
+# The fault-injection suite (services/strata/tests/replication.rs) cuts nodes
+# off the network with network namespaces it creates: iproute2's ip (and root).
+if ! command -v ip >/dev/null && [ ! -x /usr/sbin/ip ]; then
+  apt-get update -qq && apt-get install -y -qq iproute2 >/dev/null
+fi
 # The Kafka client compatibility tests (services/strata/tests/kafka_clients.rs)
 # run kcat, confluent-kafka, kafka-python and kafkajs: see tests/kafka-clients/README.md.
 if ! command -v kcat >/dev/null; then

@@ -62,6 +62,15 @@ pub enum PartitionOp {
         topic: String,
         partition: u32,
     },
+    /// Prepares a leadership transfer of the partition (by log key) led at
+    /// `epoch` to replica `to`: the leader stops taking writes and waits up
+    /// to `wait` until `to` holds its whole log. An election follows.
+    HandOff {
+        partition_key: String,
+        epoch: u64,
+        to: u64,
+        wait: std::time::Duration,
+    },
     /// Waits up to `wait` for the end offset to pass `after`; returns it.
     WaitEnd {
         tenant: String,
@@ -81,6 +90,8 @@ pub enum PartitionReply {
     Read(ReadResult),
     Described(Box<PartitionDescription>),
     End(u64),
+    /// The transfer's target holds the leader's log up to this end offset.
+    HandedOff(u64),
 }
 
 #[async_trait]

@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use strata_broker::replication::quorum::{LogPosition, choose_leader};
+use strata_broker::replication::quorum::{LogPosition, choose_leader, choose_leader_preferring};
 use tracing::{info, warn};
 
 use crate::machine::ClusterState;
@@ -54,24 +54,30 @@ pub fn vacancies(state: &ClusterState, now_ms: i64) -> Vec<Vacancy> {
                 .get(&a.leader)
                 .is_some_and(|b| is_live_broker(b, now_ms))
         })
-        .map(|(key, a)| Vacancy {
-            partition: key.clone(),
-            epoch: a.leader_epoch,
-            leader: a.leader,
-            lapsed_ms: state
-                .brokers
-                .get(&a.leader)
-                .map(|b| now_ms - b.last_heartbeat_ms),
-            replicas: a
-                .replicas
-                .iter()
-                .filter_map(|r| {
-                    let addr = state.brokers.get(r)?.peer_addr.clone();
-                    (!addr.is_empty()).then_some((*r, addr))
-                })
-                .collect(),
-        })
+        .filter_map(|(key, _)| vacancy_of(state, key, now_ms))
         .collect()
+}
+
+/// Partition `key` as an election sees it.
+pub(crate) fn vacancy_of(state: &ClusterState, key: &str, now_ms: i64) -> Option<Vacancy> {
+    let a = state.assignments.get(key)?;
+    Some(Vacancy {
+        partition: key.to_string(),
+        epoch: a.leader_epoch,
+        leader: a.leader,
+        lapsed_ms: state
+            .brokers
+            .get(&a.leader)
+            .map(|b| now_ms - b.last_heartbeat_ms),
+        replicas: a
+            .replicas
+            .iter()
+            .filter_map(|r| {
+                let addr = state.brokers.get(r)?.peer_addr.clone();
+                (!addr.is_empty()).then_some((*r, addr))
+            })
+            .collect(),
+    })
 }
 
 /// One round on the metadata leader: elects a leader for every replicated
@@ -81,7 +87,13 @@ pub async fn round(node: &MetaNode, now_ms: i64) {
         return;
     }
     let vacant = node.read(|s| vacancies(s, now_ms));
-    join_all(vacant.into_iter().map(|v| elect(node, v))).await;
+    join_all(vacant.into_iter().map(|v| elect(node, v, None))).await;
+}
+
+/// Whether a replicated partition's leader lost its lease: an election is
+/// due (rebalancing waits for it).
+pub fn any_vacancy(state: &ClusterState, now_ms: i64) -> bool {
+    !vacancies(state, now_ms).is_empty()
 }
 
 /// Whether the partition's leader answers (a query that fences nothing).
@@ -101,8 +113,14 @@ async fn answers(vacancy: &Vacancy) -> bool {
         .is_ok()
 }
 
-async fn elect(node: &MetaNode, vacancy: Vacancy) {
-    if vacancy.lapsed_ms.is_some_and(|l| l < CUT_OFF_MS) && answers(&vacancy).await {
+/// Elects the leader of `vacancy.partition` at the next epoch; with
+/// `preferred` (a handoff), the live leader is not asked whether it is
+/// there, and `preferred` wins if it holds as much as any replica.
+pub(crate) async fn elect(node: &MetaNode, vacancy: Vacancy, preferred: Option<NodeId>) {
+    if preferred.is_none()
+        && vacancy.lapsed_ms.is_some_and(|l| l < CUT_OFF_MS)
+        && answers(&vacancy).await
+    {
         return;
     }
     let started = Instant::now();
@@ -124,7 +142,11 @@ async fn elect(node: &MetaNode, vacancy: Vacancy) {
             .get(&vacancy.partition)
             .map_or(0, |a| a.replicas.len())
     });
-    let Some(leader) = choose_leader(&answers, count) else {
+    let chosen = match preferred {
+        Some(p) => choose_leader_preferring(&answers, count, p),
+        None => choose_leader(&answers, count),
+    };
+    let Some(leader) = chosen else {
         warn!(
             partition = vacancy.partition,
             answered = answers.len(),
@@ -144,6 +166,7 @@ async fn elect(node: &MetaNode, vacancy: Vacancy) {
             leader,
             epoch = next,
             previous = vacancy.leader,
+            ?preferred,
             ?answers,
             took_ms = started.elapsed().as_millis() as u64,
             "partition leader elected"

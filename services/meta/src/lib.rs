@@ -11,7 +11,9 @@
 //! - [`node`]: a running node: writes (forwarded to the leader), read
 //!   barriers, membership changes, status;
 //! - [`network`] and [`service`]: the peer gRPC protocol, internal only;
-//! - [`store`]: the broker's `MetadataStore` on top of it.
+//! - [`store`]: the broker's `MetadataStore` on top of it;
+//! - [`placement`], [`election`] and [`rebalance`]: where partitions go,
+//!   who leads them after a failure, and how they move when brokers join.
 //!
 //! A single node is a one-voter group in the same process, with no peer
 //! listener.
@@ -22,6 +24,7 @@ pub mod machine;
 pub mod network;
 pub mod node;
 pub mod placement;
+pub mod rebalance;
 pub mod replication;
 pub mod service;
 pub mod snapshots;

@@ -153,6 +153,28 @@ impl ClusterState {
                 }
                 Ok(ChangeOutcome::Done)
             }
+            Command::SetReplicas {
+                partition,
+                leader_epoch,
+                replicas,
+            } => {
+                let known: Vec<NodeId> = self.brokers.keys().copied().collect();
+                let assignment = self.assignments.get_mut(partition).ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::PartitionNotFound,
+                        format!("partition {partition} has no assignment"),
+                    )
+                })?;
+                check_replica_step(assignment, *leader_epoch, replicas, &known).map_err(|why| {
+                    ApiError::new(
+                        ErrorCode::BadRequest,
+                        format!("cannot set the replicas of {partition} to {replicas:?}: {why}"),
+                    )
+                })?;
+                assignment.replicas = replicas.clone();
+                assignment.isr.retain(|r| replicas.contains(r));
+                Ok(ChangeOutcome::Done)
+            }
             Command::UpdateIsr {
                 partition,
                 leader_epoch,
@@ -264,6 +286,42 @@ impl ClusterState {
             }
         }
         counts
+    }
+}
+
+/// Why `replicas` is not one safe step from `assignment`'s at `epoch`:
+/// the same leader first, distinct known brokers, and exactly one added,
+/// or one follower dropped while all that stay are in sync.
+fn check_replica_step(
+    assignment: &Assignment,
+    epoch: u64,
+    replicas: &[NodeId],
+    known: &[NodeId],
+) -> Result<(), String> {
+    if assignment.leader_epoch != epoch {
+        return Err(format!(
+            "it is at leader epoch {}, not {epoch}",
+            assignment.leader_epoch
+        ));
+    }
+    if replicas.first() != Some(&assignment.leader) {
+        return Err(format!(
+            "the leader, node {}, must stay first",
+            assignment.leader
+        ));
+    }
+    let distinct: std::collections::BTreeSet<&NodeId> = replicas.iter().collect();
+    if distinct.len() != replicas.len() || replicas.iter().any(|r| !known.contains(r)) {
+        return Err("replicas must be distinct known brokers".into());
+    }
+    let old = &assignment.replicas;
+    let added: Vec<&NodeId> = replicas.iter().filter(|r| !old.contains(r)).collect();
+    let dropped: Vec<&NodeId> = old.iter().filter(|r| !replicas.contains(r)).collect();
+    match (added.len(), dropped.len()) {
+        (1, 0) => Ok(()),
+        (0, 1) if replicas.iter().all(|r| assignment.isr.contains(r)) => Ok(()),
+        (0, 1) => Err("a replica may leave only while every one that stays is in sync".into()),
+        _ => Err("one replica is added or dropped at a time".into()),
     }
 }
 
@@ -409,6 +467,17 @@ mod tests {
                 0..3,
             )
             .prop_map(|placement| Command::Assign { placement }),
+            1 => (
+                (prop::sample::select(vec!["default", "acme"]), prop::sample::select(vec!["a", "b"]), 1u64..3, 0u32..3)
+                    .prop_map(|(t, n, id, p)| format!("{t}/{n}/{id}/{p}")),
+                1u64..3,
+                prop::collection::vec(1u64..4, 1..5),
+            )
+                .prop_map(|(partition, leader_epoch, replicas)| Command::SetReplicas {
+                    partition,
+                    leader_epoch,
+                    replicas,
+                }),
         ]
     }
 
@@ -473,6 +542,40 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn replicas_change_one_safe_step_at_a_time() {
+        let a = Assignment {
+            replicas: vec![1, 2, 3],
+            leader: 1,
+            leader_epoch: 4,
+            isr: vec![1, 2, 3],
+        };
+        let known = [1, 2, 3, 4, 5];
+        assert!(check_replica_step(&a, 4, &[1, 2, 3, 4], &known).is_ok());
+        assert!(check_replica_step(&a, 4, &[1, 3], &known).is_ok());
+        for (epoch, replicas, why) in [
+            (3, vec![1, 2, 3, 4], "leader epoch"),
+            (4, vec![2, 1, 3, 4], "must stay first"),
+            (4, vec![1, 2, 3, 9], "known brokers"),
+            (4, vec![1, 2, 3, 3], "distinct"),
+            (4, vec![1, 2, 3, 4, 5], "one replica"),
+            (4, vec![1, 2, 4], "one replica"),
+            (4, vec![1], "one replica"),
+        ] {
+            let e = check_replica_step(&a, epoch, &replicas, &known).unwrap_err();
+            assert!(e.contains(why), "{replicas:?}: {e}");
+        }
+        // A replica that is not in sync yet: nobody else may leave.
+        let growing = Assignment {
+            replicas: vec![1, 2, 3, 4],
+            isr: vec![1, 2, 3],
+            ..a
+        };
+        let e = check_replica_step(&growing, 4, &[1, 3, 4], &known).unwrap_err();
+        assert!(e.contains("in sync"), "{e}");
+        assert!(check_replica_step(&growing, 4, &[1, 2, 3], &known).is_ok());
     }
 
     #[test]

@@ -88,6 +88,17 @@ pub enum Command {
         from_epoch: u64,
         leader: NodeId,
     },
+    /// Changes the replicas of `partition`, if it is still at
+    /// `leader_epoch`, by one broker at a time (a rebalance): `replicas`
+    /// must keep the leader first and add one known broker, or drop one
+    /// follower while every replica left is in sync. One step at a time
+    /// keeps every majority of the new set overlapping every majority of
+    /// the old one, so nothing acknowledged is lost.
+    SetReplicas {
+        partition: String,
+        leader_epoch: u64,
+        replicas: Vec<NodeId>,
+    },
     /// The leader of `partition` at `leader_epoch` reports its in-sync
     /// replicas; ignored for any other epoch.
     UpdateIsr {

@@ -30,6 +30,10 @@ const HEARTBEAT_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often the metadata leader looks for partitions whose leader is gone.
 const ELECTION_INTERVAL: Duration = Duration::from_millis(200);
 
+/// How often the metadata leader makes one rebalancing step: a replica
+/// added, dropped, or a leadership handed over.
+const REBALANCE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// The addresses this node serves clients on, for its broker registration.
 pub struct Advertised {
     pub api_addr: String,
@@ -235,6 +239,22 @@ pub fn spawn_elections(node: Arc<MetaNode>, shutdown: CancellationToken) {
                 _ = tick.tick() => {}
             }
             strata_meta::election::round(&node, now_ms()).await;
+        }
+    });
+}
+
+/// On the metadata leader: moves replicas and leaderships towards an even
+/// spread, one step per round (see `strata_meta::rebalance`).
+pub fn spawn_rebalance(node: Arc<MetaNode>, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(REBALANCE_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            strata_meta::rebalance::round(&node, now_ms()).await;
         }
     });
 }

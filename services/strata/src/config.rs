@@ -167,6 +167,10 @@ pub struct ServerArgs {
     /// bucket for `strata meta restore`) [default: 5000].
     #[arg(long, env = "STRATA_META_SNAPSHOT_EVERY")]
     pub meta_snapshot_every: Option<u64>,
+    /// Move replicas and leaderships towards an even spread over the live
+    /// brokers, e.g. onto a broker that joined [default: true].
+    #[arg(long, env = "STRATA_AUTO_REBALANCE")]
+    pub auto_rebalance: Option<bool>,
 }
 
 /// The config file: the same settings, durations as strings like "5s".
@@ -212,6 +216,7 @@ struct FileConfig {
     roles: Option<String>,
     zone: Option<String>,
     meta_snapshot_every: Option<u64>,
+    auto_rebalance: Option<bool>,
     #[serde(flatten)]
     unknown: BTreeMap<String, toml::Value>,
 }
@@ -240,6 +245,8 @@ pub struct ClusterSettings {
     pub broker: bool,
     pub zone: String,
     pub meta_snapshot_every: u64,
+    /// Whether the metadata leader rebalances replicas and leaderships.
+    pub auto_rebalance: bool,
 }
 
 /// The Kafka listener: where it listens, and its settings. An advertised
@@ -462,6 +469,9 @@ impl ServerArgs {
             anyhow::ensure!(v >= 1, "meta_snapshot_every must be at least 1");
             cluster.meta_snapshot_every = v;
         }
+        if let Some(v) = self.auto_rebalance.or(file.auto_rebalance) {
+            cluster.auto_rebalance = v;
+        }
         Ok((
             ServerConfig {
                 listen,
@@ -541,6 +551,7 @@ impl ClusterSettings {
             broker,
             zone: zone.unwrap_or_else(|| "default".into()),
             meta_snapshot_every: 5000,
+            auto_rebalance: true,
         })
     }
 }

@@ -54,6 +54,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if in_cluster {
         cluster::spawn_metadata_sync(broker.clone(), shutdown.clone());
         cluster::spawn_elections(meta.clone(), shutdown.clone());
+        if config.cluster.auto_rebalance {
+            cluster::spawn_rebalance(meta.clone(), shutdown.clone());
+        }
     }
     let state = AppState {
         broker: broker.clone(),

@@ -2,19 +2,33 @@
 //! 3-node cluster of real `strata` processes (one S3-compatible server,
 //! moto) with every partition on all three, writers over HTTP, gRPC and an
 //! idempotent librdkafka producer (acks=all), and a nemesis that SIGKILLs
-//! leaders and followers, freezes leaders (SIGSTOP/SIGCONT) and stalls the
-//! bucket. At the end: every acknowledged record is there, once, at the
-//! offset it was acknowledged at; every node serves the same records at the
-//! same offsets with no gap; no high watermark ever went back.
+//! leaders and followers, freezes leaders (SIGSTOP/SIGCONT), stalls the
+//! bucket and cuts leaders and followers off the network for a few seconds.
+//! At the end: every acknowledged record is there, once, at the offset it
+//! was acknowledged at; every node serves the same records at the same
+//! offsets with no gap; no high watermark ever went back.
 //!
-//! A run prints its seed and its schedule; `STRATA_NEMESIS_SEED=N` replays
-//! one, `STRATA_NEMESIS_ROUNDS=N` makes it longer (the soak mode, see
+//! For the network cuts, each node of the nemesis's cluster runs in a
+//! network namespace the test creates (`strata_test_support::Netns`: a
+//! bridge, a veth per node; a cut sets the node's bridge port down), on
+//! `10.77.X.i`, and moto listens on the bridge's address. That needs root:
+//! with `CI=true` a failure to create the namespaces fails the test;
+//! elsewhere the cluster runs on loopback without that fault, saying
+//! `!!! SKIPPED`. The writers stay in the root namespace and keep writing
+//! to a cut node too: those writes fail or time out, and count as
+//! indeterminate, like writes to a killed or frozen one.
+//!
+//! The nemesis runs every fault once per cycle, in a seeded order, so the
+//! default 6 rounds (the test command's) run each one. A run prints its seed
+//! and its schedule; `STRATA_NEMESIS_SEED=N` replays one,
+//! `STRATA_NEMESIS_ROUNDS=N` makes it longer (the soak mode, see
 //! docs/operations.md), `STRATA_TEST_LOG=info` shows the nodes' logs.
 
 mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader};
+use std::net::IpAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use common::moto;
 use serde_json::{Value, json};
-use strata_test_support::Cluster;
+use strata_test_support::{Cluster, MotoServer, Netns};
 
 const BIN: &str = common::BIN;
 const TOPIC: &str = "jepsen";
@@ -46,6 +60,65 @@ fn confluent_kafka() -> bool {
     ok
 }
 
+/// Namespaces for the nemesis's three nodes, or `None` (the network cut is
+/// skipped, loudly) where they cannot be made, except with `CI=true`, where
+/// that fails the test.
+fn namespaces() -> Option<Netns> {
+    match Netns::create(3) {
+        Ok(netns) => Some(netns),
+        Err(e) => {
+            assert!(
+                std::env::var("CI").map_or(true, |v| v != "true"),
+                "cannot create network namespaces for the network cut (the test needs root): {e}"
+            );
+            eprintln!(
+                "!!! SKIPPED the network cut: cannot create network namespaces \
+                 (the test needs root): {e}; the nodes run on loopback"
+            );
+            None
+        }
+    }
+}
+
+/// As `common::moto`, with the server on `host` (the namespaces' bridge).
+fn moto_on(host: IpAddr) -> Option<MotoServer> {
+    // With `CI=true`, a missing moto panics here.
+    if !MotoServer::available() {
+        eprintln!("!!! SKIPPED: moto_server is not installed (scripts/test.sh installs it)");
+        return None;
+    }
+    let mut moto = MotoServer::start_on(host);
+    moto.create_bucket("strata");
+    Some(moto)
+}
+
+/// What the nemesis does in one round.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Fault {
+    KillLeader,
+    KillFollower,
+    PauseLeader,
+    StallBucket,
+    CutLeader,
+    CutFollower,
+}
+
+impl Fault {
+    /// Every fault; the cuts only for a cluster in namespaces.
+    fn all(cuts: bool) -> Vec<Fault> {
+        let mut all = vec![
+            Fault::KillLeader,
+            Fault::KillFollower,
+            Fault::PauseLeader,
+            Fault::StallBucket,
+        ];
+        if cuts {
+            all.extend([Fault::CutLeader, Fault::CutFollower]);
+        }
+        all
+    }
+}
+
 /// A small deterministic generator (xorshift64*), so a seed replays a schedule.
 struct Rng(u64);
 
@@ -58,6 +131,13 @@ impl Rng {
     }
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
+    }
+    /// `items` in a random order (Fisher-Yates).
+    fn shuffle<T>(&mut self, mut items: Vec<T>) -> Vec<T> {
+        for i in (1..items.len()).rev() {
+            items.swap(i, self.below(i as u64 + 1) as usize);
+        }
+        items
     }
 }
 
@@ -338,12 +418,14 @@ async fn roles(http: &reqwest::Client, cluster: &Cluster, p: u32) -> Option<(u64
 }
 
 /// How long, after `since`, until an HTTP write to partition `p` through a
-/// surviving node is acknowledged.
+/// surviving node is acknowledged. Its values, `probe-<round>-<i>`, are
+/// unique across rounds (the log may hold each only once).
 async fn first_ack_after(
     http: &reqwest::Client,
     addrs: &[String],
     p: u32,
     since: Instant,
+    round: usize,
 ) -> Duration {
     let deadline = since + Duration::from_secs(30);
     let mut i = 0;
@@ -354,7 +436,7 @@ async fn first_ack_after(
             .post(format!(
                 "http://{addr}/v1/tenants/default/topics/{TOPIC}/partitions/{p}/records"
             ))
-            .json(&json!({ "records": [{ "value": format!("probe-{i}") }] }))
+            .json(&json!({ "records": [{ "value": format!("probe-{round}-{i}") }] }))
             .timeout(Duration::from_secs(2))
             .send()
             .await;
@@ -456,9 +538,20 @@ async fn large_batches_replicate() {
     }
 }
 
+/// Prints a line of the schedule as it happens and keeps it for the summary.
+fn note(schedule: &mut Vec<String>, line: String) {
+    eprintln!("{line}");
+    schedule.push(line);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_records_survive_a_nemesis() {
-    let Some(moto) = moto() else { return };
+    let netns = namespaces();
+    let moto = match &netns {
+        Some(netns) => moto_on(netns.bridge_addr()),
+        None => moto(),
+    };
+    let Some(moto) = moto else { return };
     let kafka = confluent_kafka();
     let seed: u64 = std::env::var("STRATA_NEMESIS_SEED")
         .ok()
@@ -472,7 +565,7 @@ async fn acknowledged_records_survive_a_nemesis() {
     let rounds: usize = std::env::var("STRATA_NEMESIS_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+        .unwrap_or(6);
     eprintln!("nemesis seed {seed} ({rounds} rounds; replay with STRATA_NEMESIS_SEED={seed})");
     let mut rng = Rng(seed);
 
@@ -483,7 +576,20 @@ async fn acknowledged_records_survive_a_nemesis() {
         "--offload-interval",
         "500ms",
     ];
-    let mut cluster = Cluster::start(Path::new(BIN), root.path(), 3, &args, moto.env());
+    let cuts = netns.is_some();
+    let mut cluster = match netns {
+        Some(netns) => {
+            eprintln!(
+                "nodes in network namespaces, at {}, {}, {}; moto at {}",
+                netns.host(1),
+                netns.host(2),
+                netns.host(3),
+                moto.endpoint()
+            );
+            Cluster::start_in(Path::new(BIN), root.path(), netns, &args, moto.env())
+        }
+        None => Cluster::start(Path::new(BIN), root.path(), 3, &args, moto.env()),
+    };
     let http = reqwest::Client::new();
     wait_registered(&http, &cluster).await;
     // Small segments with a short local retention: offload and local
@@ -570,43 +676,56 @@ async fn acknowledged_records_survive_a_nemesis() {
     let mut schedule = Vec::new();
     let mut failovers = Vec::new();
     let mut faults = 0usize;
+    // Every fault once per cycle, in a seeded order.
+    let mut deck: Vec<Fault> = Vec::new();
     for round in 0..rounds {
+        if deck.is_empty() {
+            deck = rng.shuffle(Fault::all(cuts));
+        }
+        let Some(fault) = deck.pop() else {
+            unreachable!("a refilled deck is not empty")
+        };
         let p = rng.below(u64::from(PARTITIONS)) as u32;
         let Some((leader, follower)) = roles(&http, &cluster, p).await else {
             panic!("round {round}: no assignment for partition {p}");
         };
-        let action = rng.below(4);
         let started = Instant::now();
-        match action {
-            0 => {
-                schedule.push(format!(
-                    "round {round}: SIGKILL leader {leader} of partition {p}"
-                ));
+        match fault {
+            Fault::KillLeader => {
+                note(
+                    &mut schedule,
+                    format!("round {round}: SIGKILL leader {leader} of partition {p}"),
+                );
                 cluster.kill(leader);
                 *addrs.lock().unwrap() = addrs_of(&cluster);
                 let survivors = addrs_of(&cluster);
-                let took = first_ack_after(&http, &survivors, p, started).await;
+                let took = first_ack_after(&http, &survivors, p, started, round).await;
                 failovers.push(took);
-                schedule.push(format!(
-                    "  first acknowledged write on the new leader after {took:?}"
-                ));
+                note(
+                    &mut schedule,
+                    format!("  first acknowledged write on the new leader after {took:?}"),
+                );
                 tokio::time::sleep(Duration::from_millis(500 + rng.below(1500))).await;
                 cluster.restart(leader);
             }
-            1 => {
-                schedule.push(format!(
-                    "round {round}: SIGKILL follower {follower} of partition {p}"
-                ));
+            Fault::KillFollower => {
+                note(
+                    &mut schedule,
+                    format!("round {round}: SIGKILL follower {follower} of partition {p}"),
+                );
                 cluster.kill(follower);
                 *addrs.lock().unwrap() = addrs_of(&cluster);
                 tokio::time::sleep(Duration::from_millis(1000 + rng.below(2000))).await;
                 cluster.restart(follower);
             }
-            2 => {
+            Fault::PauseLeader => {
                 let pause = Duration::from_millis(2500 + rng.below(1500));
-                schedule.push(format!(
-                    "round {round}: SIGSTOP leader {leader} of partition {p} for {pause:?}"
-                ));
+                note(
+                    &mut schedule,
+                    format!(
+                        "round {round}: SIGSTOP leader {leader} of partition {p} for {pause:?}"
+                    ),
+                );
                 cluster.pause(leader);
                 {
                     let paused = cluster.node(leader).api_addr.clone();
@@ -615,17 +734,52 @@ async fn acknowledged_records_survive_a_nemesis() {
                 tokio::time::sleep(pause).await;
                 cluster.resume(leader);
             }
-            _ => {
+            Fault::StallBucket => {
                 let stall = Duration::from_millis(1500 + rng.below(1500));
-                schedule.push(format!("round {round}: stall the bucket for {stall:?}"));
+                note(
+                    &mut schedule,
+                    format!("round {round}: stall the bucket for {stall:?}"),
+                );
                 moto.pause();
                 tokio::time::sleep(stall).await;
                 moto.resume();
             }
+            Fault::CutLeader | Fault::CutFollower => {
+                let (target, role) = if fault == Fault::CutLeader {
+                    (leader, "leader")
+                } else {
+                    (follower, "follower")
+                };
+                let cut = Duration::from_millis(3000 + rng.below(3000));
+                note(
+                    &mut schedule,
+                    format!(
+                        "round {round}: cut {role} {target} of partition {p} off the network for {cut:?}"
+                    ),
+                );
+                // The writers keep it in their list: a client on the far
+                // side of a partition, its writes there indeterminate.
+                cluster.cut(target);
+                if fault == Fault::CutLeader {
+                    let majority: Vec<String> = cluster
+                        .running()
+                        .into_iter()
+                        .filter(|id| *id != target)
+                        .map(|id| cluster.node(id).api_addr.clone())
+                        .collect();
+                    let took = first_ack_after(&http, &majority, p, started, round).await;
+                    failovers.push(took);
+                    note(
+                        &mut schedule,
+                        format!("  first acknowledged write on the majority side after {took:?}"),
+                    );
+                }
+                tokio::time::sleep(cut.saturating_sub(started.elapsed())).await;
+                cluster.heal(target);
+            }
         }
         faults += 1;
         *addrs.lock().unwrap() = addrs_of(&cluster);
-        eprintln!("{}", schedule[schedule.len() - 1]);
         // Let the cluster heal before the next fault: one node down at a time.
         wait_fully_replicated(&http, &cluster).await;
         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -1,17 +1,31 @@
 //! [`Cluster`]: N real `strata` processes on loopback ports, each with its
 //! own data directory, bootstrapped as one cluster, for tests that kill,
 //! restart and add nodes.
+//!
+//! [`Cluster::start_in`] starts node `i` inside namespace `i` of a
+//! [`Netns`] instead (`ip netns exec`, which execs: the child's pid is
+//! strata's, so SIGKILL and SIGSTOP reach it), its API, Kafka and peer
+//! listeners on the namespace's address `10.77.X.i`, and
+//! [`Cluster::cut`]/[`Cluster::heal`] sever and restore its link. The
+//! test's own clients, in the root namespace, reach the nodes at those
+//! addresses; a server the nodes need (the bucket) must listen on the
+//! bridge's address, [`Netns::bridge_addr`].
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::Duration;
 
+use crate::Netns;
+
 /// How long a node may take to print its listening line.
 const START_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The peer port of a node in a namespace: nothing else listens there.
+const NAMESPACE_PEER_PORT: u16 = 7100;
 
 /// A free loopback port (bound, then released for the node to take).
 pub fn free_port() -> u16 {
@@ -30,6 +44,10 @@ pub struct ClusterNode {
     pub kafka_addr: Option<String>,
     pub peer_addr: String,
     pub data_dir: PathBuf,
+    /// The address its listeners bind: `127.0.0.1`, or its namespace's.
+    pub host: IpAddr,
+    /// Its namespace in the cluster's [`Netns`] (1-based), if any.
+    namespace: Option<usize>,
     /// Flags that place it in the cluster (`--bootstrap` or `--join`).
     cluster_args: Vec<String>,
     ready: Option<Receiver<(String, Option<String>)>>,
@@ -45,6 +63,9 @@ pub struct Cluster {
     /// Flags every node gets (object store, intervals, ...).
     common_args: Vec<String>,
     env: HashMap<String, String>,
+    /// The namespaces the nodes run in ([`Cluster::start_in`]); dropped
+    /// after the nodes are killed.
+    netns: Option<Netns>,
 }
 
 impl Cluster {
@@ -57,12 +78,48 @@ impl Cluster {
         common_args: &[&str],
         env: HashMap<String, String>,
     ) -> Cluster {
-        let peers: Vec<(u64, String)> = (1..=n)
-            .map(|id| (id, format!("127.0.0.1:{}", free_port())))
+        Self::start_placed(bin, root, n, common_args, env, None)
+    }
+
+    /// As [`Cluster::start`], with nodes `1..=netns.len()`, node `i` inside
+    /// namespace `i` listening on `netns.host(i)`. The cluster owns the
+    /// namespaces: they go when it is dropped, after its nodes.
+    pub fn start_in(
+        bin: &Path,
+        root: &Path,
+        netns: Netns,
+        common_args: &[&str],
+        env: HashMap<String, String>,
+    ) -> Cluster {
+        let n = netns.len() as u64;
+        Self::start_placed(bin, root, n, common_args, env, Some(netns))
+    }
+
+    fn start_placed(
+        bin: &Path,
+        root: &Path,
+        n: u64,
+        common_args: &[&str],
+        env: HashMap<String, String>,
+        netns: Option<Netns>,
+    ) -> Cluster {
+        // (id, namespace, host, peer address)
+        let placed: Vec<(u64, Option<usize>, IpAddr, String)> = (1..=n)
+            .map(|id| match &netns {
+                Some(netns) => {
+                    let host = netns.host(id as usize);
+                    let peer = format!("{host}:{NAMESPACE_PEER_PORT}");
+                    (id, Some(id as usize), host, peer)
+                }
+                None => {
+                    let host = Ipv4Addr::LOCALHOST.into();
+                    (id, None, host, format!("{host}:{}", free_port()))
+                }
+            })
             .collect();
-        let bootstrap = peers
+        let bootstrap = placed
             .iter()
-            .map(|(id, a)| format!("{id}={a}"))
+            .map(|(id, _, _, a)| format!("{id}={a}"))
             .collect::<Vec<_>>()
             .join(",");
         let mut cluster = Cluster {
@@ -71,8 +128,9 @@ impl Cluster {
             nodes: Vec::new(),
             common_args: common_args.iter().map(|s| s.to_string()).collect(),
             env,
+            netns,
         };
-        for (id, peer_addr) in peers {
+        for (id, namespace, host, peer_addr) in placed {
             let node = ClusterNode {
                 id,
                 child: None,
@@ -80,6 +138,8 @@ impl Cluster {
                 kafka_addr: None,
                 peer_addr,
                 data_dir: root.join(format!("node{id}")),
+                host,
+                namespace,
                 cluster_args: vec!["--bootstrap".into(), bootstrap.clone()],
                 ready: None,
             };
@@ -96,8 +156,13 @@ impl Cluster {
     }
 
     /// Adds node `id` that joins through node `via`'s peer listener, with
-    /// `roles`; waits until it serves.
+    /// `roles`; waits until it serves. Loopback clusters only: a node on
+    /// loopback could not reach nodes in namespaces.
     pub fn join(&mut self, id: u64, via: u64, roles: &str) -> usize {
+        assert!(
+            self.netns.is_none(),
+            "Cluster::join: a cluster in namespaces has no namespace for node {id}"
+        );
         let via = self.node(via).peer_addr.clone();
         self.nodes.push(ClusterNode {
             id,
@@ -106,6 +171,8 @@ impl Cluster {
             kafka_addr: None,
             peer_addr: format!("127.0.0.1:{}", free_port()),
             data_dir: self.root.join(format!("node{id}")),
+            host: Ipv4Addr::LOCALHOST.into(),
+            namespace: None,
             cluster_args: vec!["--join".into(), via, "--roles".into(), roles.into()],
             ready: None,
         });
@@ -128,14 +195,13 @@ impl Cluster {
 
     fn spawn(&mut self, i: usize) {
         let node = &mut self.nodes[i];
-        let mut child = Command::new(&self.bin)
-            .args([
-                "server",
-                "--listen",
-                "127.0.0.1:0",
-                "--kafka-listen",
-                "127.0.0.1:0",
-            ])
+        let mut command = match (node.namespace, &self.netns) {
+            (Some(ns), Some(netns)) => netns.command(ns, &self.bin),
+            _ => Command::new(&self.bin),
+        };
+        let any_port = format!("{}:0", node.host);
+        let mut child = command
+            .args(["server", "--listen", &any_port, "--kafka-listen", &any_port])
             .arg("--data-dir")
             .arg(&node.data_dir)
             .args([
@@ -181,6 +247,36 @@ impl Cluster {
                 node.kafka_addr = kafka;
             }
             Err(_) => panic!("node {} did not start (its log is above)", node.id),
+        }
+    }
+
+    /// The namespaces the nodes run in, if started with [`Cluster::start_in`].
+    pub fn netns(&self) -> Option<&Netns> {
+        self.netns.as_ref()
+    }
+
+    /// Cuts node `id` off the network (see [`Netns::cut`]): it keeps
+    /// running, but no packet reaches it or leaves it until
+    /// [`Cluster::heal`]. Panics unless the cluster runs in namespaces.
+    pub fn cut(&mut self, id: u64) {
+        let (netns, ns) = self.namespace_of(id);
+        if let Err(e) = netns.cut(ns) {
+            panic!("cut node {id} off the network: {e}");
+        }
+    }
+
+    /// Reconnects node `id` after [`Cluster::cut`].
+    pub fn heal(&mut self, id: u64) {
+        let (netns, ns) = self.namespace_of(id);
+        if let Err(e) = netns.heal(ns) {
+            panic!("reconnect node {id}: {e}");
+        }
+    }
+
+    fn namespace_of(&self, id: u64) -> (&Netns, usize) {
+        match (&self.netns, self.node(id).namespace) {
+            (Some(netns), Some(ns)) => (netns, ns),
+            _ => panic!("node {id} is not in a network namespace (Cluster::start_in)"),
         }
     }
 
@@ -272,5 +368,7 @@ impl Drop for Cluster {
                 let _ = child.wait();
             }
         }
+        // The nodes are gone: nothing holds the namespaces any more.
+        self.netns.take();
     }
 }

@@ -2,9 +2,14 @@
 //!
 //! * [`MotoServer`]: a real S3-compatible server (moto, from PyPI:
 //!   `tests/support/requirements.txt`, installed by `scripts/test.sh`) on a
-//!   free loopback port, with `stop`/`restart`/`pause`/`resume` for outage tests.
+//!   free loopback port (or another local address, [`MotoServer::start_on`]),
+//!   with `stop`/`restart`/`pause`/`resume` for outage tests.
 //! * [`Cluster`]: N real `strata` processes bootstrapped as one cluster,
-//!   with kill (SIGKILL), terminate (SIGTERM), restart and join.
+//!   with kill (SIGKILL), terminate (SIGTERM), restart and join; on
+//!   loopback, or each node in a network namespace of a [`Netns`]
+//!   ([`Cluster::start_in`]), which can cut it off the network.
+//! * [`Netns`]: a bridge and N network namespaces the test creates (root
+//!   only), with `cut`/`heal` of one namespace's link.
 //! * [`LatencyProxy`]: a loopback TCP proxy that delays every chunk by a
 //!   configurable amount, to put latency in front of such a server.
 //!
@@ -13,11 +18,13 @@
 //! with `CI=true`, where a missing moto is a failure.
 
 mod cluster;
+mod netns;
 pub use cluster::{Cluster, ClusterNode, free_port};
+pub use netns::{MAX_NODES, Netns, NetnsError};
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -58,13 +65,15 @@ const MISSING: &str = "moto's S3 server is not installed (neither `python3 -m mo
     nor `moto_server` runs): run scripts/test.sh, or \
     `python3 -m pip install -r tests/support/requirements.txt`";
 
-/// A moto S3 server on `127.0.0.1`, killed (with its process group) when dropped.
+/// A moto S3 server on `127.0.0.1` (or the address given to
+/// [`start_on`](Self::start_on)), killed (with its process group) when dropped.
 ///
 /// Moto keeps its state in memory: [`stop`](Self::stop) loses every object.
 /// [`restart`](Self::restart) brings the server back on the same port and
 /// creates again the buckets made with [`create_bucket`](Self::create_bucket),
 /// empty.
 pub struct MotoServer {
+    host: IpAddr,
     port: u16,
     child: Option<Child>,
     buckets: Vec<String>,
@@ -85,10 +94,19 @@ impl MotoServer {
     /// Starts a server on a free loopback port and waits (at most 30 s) until it answers.
     /// Panics if moto is missing or does not start.
     pub fn start() -> MotoServer {
+        Self::start_on(Ipv4Addr::LOCALHOST.into())
+    }
+
+    /// As [`start`](Self::start), listening on `host` only, a local address
+    /// such as a [`Netns`]'s bridge address, which processes inside the
+    /// namespaces reach (they cannot reach the root namespace's loopback).
+    pub fn start_on(host: IpAddr) -> MotoServer {
         let mut last = String::new();
         for _ in 0..3 {
+            // Free on loopback, so almost surely on `host` too; a clash is retried.
             let port = free_port();
             let mut server = MotoServer {
+                host,
                 port,
                 child: None,
                 buckets: Vec::new(),
@@ -113,7 +131,7 @@ impl MotoServer {
         let log_err = log.try_clone().map_err(|e| format!("log: {e}"))?;
         let mut child = Command::new(cmd[0])
             .args(&cmd[1..])
-            .args(["-H", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-H", &self.host.to_string(), "-p", &self.port.to_string()])
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
@@ -131,8 +149,8 @@ impl MotoServer {
             if Instant::now() > deadline {
                 kill_group(&mut child);
                 return Err(format!(
-                    "no answer on port {} within {START_TIMEOUT:?}: {}",
-                    self.port,
+                    "no answer on {} within {START_TIMEOUT:?}: {}",
+                    self.addr(),
                     self.log_tail()
                 ));
             }
@@ -153,10 +171,11 @@ impl MotoServer {
 
     /// The server's address.
     pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
+        SocketAddr::new(self.host, self.port)
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://HOST:PORT` (`HOST` is `127.0.0.1` unless started with
+    /// [`start_on`](Self::start_on)).
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr())
     }

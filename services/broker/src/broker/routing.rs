@@ -409,6 +409,15 @@ impl Broker {
                 let _ = tokio::time::timeout(wait, end.wait_for(|&e| e != after)).await;
                 Ok(PartitionReply::End(p.high_watermark()))
             }
+            PartitionOp::HandOff {
+                partition_key,
+                epoch,
+                to,
+                wait,
+            } => {
+                let end = self.hand_off(&partition_key, epoch, to, wait).await?;
+                Ok(PartitionReply::HandedOff(end))
+            }
         }
     }
 }

@@ -31,8 +31,9 @@ const REPLICA_LAG_MAX: Duration = Duration::from_secs(10);
 struct Progress {
     /// The follower's durable end, fetched under this leader's epoch.
     matched: Option<u64>,
-    /// When it last held everything the leader had.
-    caught_up_at: Instant,
+    /// When it last held everything the leader had (`None`: not since it
+    /// became a replica).
+    caught_up_at: Option<Instant>,
 }
 
 /// A partition this node leads, at one epoch.
@@ -64,7 +65,7 @@ impl LeaderState {
             .map(|r| {
                 let progress = Progress {
                     matched: None,
-                    caught_up_at: now,
+                    caught_up_at: Some(now),
                 };
                 (*r, progress)
             })
@@ -148,19 +149,25 @@ impl LeaderState {
             return;
         }
         *current = replicas.to_vec();
-        let now = Instant::now();
         let mut followers = self.followers.lock();
         followers.retain(|f, _| replicas.contains(f));
+        // A replica added now (a rebalance) has copied nothing yet: it is
+        // in sync only once it holds the leader's end.
         for r in replicas.iter().filter(|r| **r != self.me) {
             followers.entry(*r).or_insert(Progress {
                 matched: None,
-                caught_up_at: now,
+                caught_up_at: None,
             });
         }
     }
 
     pub fn replica_count(&self) -> usize {
         self.replicas.lock().len()
+    }
+
+    /// What `follower` durably holds under this epoch, if it said.
+    pub(crate) fn matched(&self, follower: u64) -> Option<u64> {
+        self.followers.lock().get(&follower).and_then(|p| p.matched)
     }
 
     fn is_replica(&self, node: u64) -> bool {
@@ -173,11 +180,11 @@ impl LeaderState {
         let mut followers = self.followers.lock();
         let progress = followers.entry(follower).or_insert(Progress {
             matched: None,
-            caught_up_at: Instant::now(),
+            caught_up_at: None,
         });
         progress.matched = Some(progress.matched.map_or(offset, |m| m.max(offset)));
         if offset >= leader_end {
-            progress.caught_up_at = Instant::now();
+            progress.caught_up_at = Some(Instant::now());
         }
     }
 
@@ -202,7 +209,8 @@ impl LeaderState {
             .iter()
             .filter(|(_, p)| {
                 p.matched.is_some_and(|m| m >= leader_end)
-                    || p.caught_up_at.elapsed() < REPLICA_LAG_MAX
+                    || p.caught_up_at
+                        .is_some_and(|t| t.elapsed() < REPLICA_LAG_MAX)
             })
             .map(|(id, _)| *id)
             .collect();

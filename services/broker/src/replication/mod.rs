@@ -21,6 +21,7 @@ pub mod quorum;
 pub mod wire;
 
 mod follower;
+mod handoff;
 mod leader;
 
 use std::collections::HashMap;
@@ -81,6 +82,9 @@ pub(crate) enum Role {
 /// The replication roles of one broker.
 pub(crate) struct Replication {
     roles: Mutex<HashMap<String, Role>>,
+    /// Partitions led here that stopped taking writes for a leadership
+    /// handoff: the epoch and since when.
+    handoffs: Mutex<HashMap<String, (u64, Instant)>>,
     /// Per partition: the epoch being elected that this replica promised
     /// not to take data below, and when.
     fences: Mutex<HashMap<String, (u64, Instant)>>,
@@ -105,6 +109,7 @@ impl Replication {
         let now = Instant::now();
         Replication {
             roles: Mutex::default(),
+            handoffs: Mutex::default(),
             fences: Mutex::new(stored.into_iter().map(|(k, e)| (k, (e, now))).collect()),
             fences_file,
             fetchers: Mutex::default(),
@@ -267,6 +272,7 @@ impl Broker {
         }
         self.run_fetchers();
         self.report_isrs();
+        self.resume_stale_handoffs();
     }
 
     /// Records in the metadata the in-sync sets that changed (for status

@@ -88,6 +88,22 @@ pub fn choose_leader(answers: &[(u64, LogPosition)], replicas: usize) -> Option<
         .map(|(node, _)| *node)
 }
 
+/// As [`choose_leader`], with ties broken for `preferred` (the target of a
+/// leadership handoff): any replica holding the largest position is as
+/// safe a leader as another.
+pub fn choose_leader_preferring(
+    answers: &[(u64, LogPosition)],
+    replicas: usize,
+    preferred: u64,
+) -> Option<u64> {
+    let chosen = choose_leader(answers, replicas)?;
+    let best = answers.iter().find(|(n, _)| *n == chosen).map(|(_, p)| *p);
+    let tied = answers
+        .iter()
+        .any(|(n, p)| *n == preferred && Some(*p) == best);
+    Some(if tied { preferred } else { chosen })
+}
+
 /// What the leader's log looks like to a fetch decision.
 pub trait Lineage {
     /// First offset held locally (below it, the bucket has the data).
@@ -225,6 +241,26 @@ mod tests {
             held_by(10, [12], 2, 0),
             Some(10),
             "capped at the leader's end"
+        );
+    }
+
+    #[test]
+    fn a_handoff_target_wins_only_a_tie() {
+        let at = |end_offset| LogPosition {
+            last_epoch: 3,
+            end_offset,
+        };
+        let answers = [(1, at(10)), (2, at(10)), (3, at(9))];
+        assert_eq!(choose_leader_preferring(&answers, 3, 2), Some(2));
+        assert_eq!(
+            choose_leader_preferring(&answers, 3, 3),
+            Some(1),
+            "3 lacks offset 9"
+        );
+        assert_eq!(
+            choose_leader_preferring(&answers[..1], 3, 1),
+            None,
+            "no majority"
         );
     }
 
