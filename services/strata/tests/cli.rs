@@ -212,7 +212,11 @@ fn tenants_are_created_listed_and_isolate_topics() {
     let human = ok_quiet(&server, &["topic", "create", "audit", "--tenant", "acme"]);
     assert_eq!(
         lines(&human)[..3],
-        ["topic:      audit", "tenant:     acme", "partitions: 1"]
+        [
+            "topic:      audit",
+            "tenant:     acme",
+            "partitions: 1 (replication factor 1)"
+        ]
     );
 
     let acme = json_of(&ok_quiet(
@@ -303,7 +307,11 @@ fn topic_create_list_describe_alter_delete() {
     let created = lines(&created);
     assert_eq!(
         created[..3],
-        ["topic:      orders", "tenant:     default", "partitions: 3"]
+        [
+            "topic:      orders",
+            "tenant:     default",
+            "partitions: 3 (replication factor 1)"
+        ]
     );
     assert!(
         created[3].starts_with("config:     retention_ms=3600000 "),
