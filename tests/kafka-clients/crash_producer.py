@@ -5,8 +5,11 @@ going while the broker is killed and restarted under it.
 Produces COUNT records, values `crash-<i>`, round-robin over PARTITIONS
 partitions (explicit partition), at most RATE per second, and prints one line
 per delivery report: `ACK <partition> <offset> <value>` or `FAIL <value>
-<error>`. Exits 0 once every record has a delivery report; the caller (the
-Rust crash test) checks the log against the ACK lines.
+<error>`. The offset is -1 for a record librdkafka acknowledged
+implicitly (its own response was lost, a later batch of the producer's
+succeeded): the caller then checks only that it is in its partition. Exits 0
+once every record has a delivery report; the caller (the Rust crash test)
+checks the log against the ACK lines.
 
 Usage: crash_producer.py BOOTSTRAP TOPIC PARTITIONS COUNT RATE
 """
