@@ -8,8 +8,12 @@
 
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use futures::future::join_all;
-use strata_broker::replication::quorum::{LogPosition, choose_leader, choose_leader_preferring};
+use futures::stream::FuturesUnordered;
+use strata_broker::replication::quorum::{
+    LogPosition, choose_leader, choose_leader_preferring, majority,
+};
 use tracing::{info, warn};
 
 use crate::machine::ClusterState;
@@ -19,6 +23,11 @@ use crate::types::{Command, NodeId};
 
 /// How long a replica may take to answer an election.
 const POSITION_TIMEOUT: Duration = Duration::from_millis(800);
+
+/// Once a majority of replicas answered an election, how much longer the
+/// others may take: the longest log among all who answer is preferred, but
+/// a replica cut off the network must not hold the election up.
+const LATE_ANSWER_GRACE: Duration = Duration::from_millis(100);
 
 /// How long a leader whose lease lapsed may take to answer "are you there".
 /// Leases lapse for live brokers too (a new metadata leader has heard no
@@ -113,6 +122,39 @@ async fn answers(vacancy: &Vacancy) -> bool {
         .is_ok()
 }
 
+/// The positions of the replicas that answer: all of them, or, once a
+/// majority has answered, those that answer within [`LATE_ANSWER_GRACE`]
+/// more. A majority is enough for safety (it holds every record a majority
+/// held, and each replica that answered takes nothing more from older
+/// leaders); waiting out [`POSITION_TIMEOUT`] for a replica that is cut off
+/// would only delay the failover.
+async fn gather_positions<F>(
+    asks: impl IntoIterator<Item = F>,
+    majority: usize,
+) -> Vec<(NodeId, LogPosition)>
+where
+    F: Future<Output = Option<(NodeId, LogPosition)>>,
+{
+    let mut pending: FuturesUnordered<F> = asks.into_iter().collect();
+    let mut answers = Vec::with_capacity(pending.len());
+    let mut grace_until: Option<tokio::time::Instant> = None;
+    loop {
+        let next = match grace_until {
+            None => pending.next().await,
+            Some(until) => match tokio::time::timeout_at(until, pending.next()).await {
+                Ok(next) => next,
+                Err(_) => break,
+            },
+        };
+        let Some(answer) = next else { break };
+        answers.extend(answer);
+        if grace_until.is_none() && answers.len() >= majority {
+            grace_until = Some(tokio::time::Instant::now() + LATE_ANSWER_GRACE);
+        }
+    }
+    answers
+}
+
 /// Elects the leader of `vacancy.partition` at the next epoch; with
 /// `preferred` (a handoff), the live leader is not asked whether it is
 /// there, and `preferred` wins if it holds as much as any replica.
@@ -136,12 +178,12 @@ pub(crate) async fn elect(node: &MetaNode, vacancy: Vacancy, preferred: Option<N
             Some((*id, reply.position))
         }
     });
-    let answers: Vec<(NodeId, LogPosition)> = join_all(asks).await.into_iter().flatten().collect();
     let count = node.read(|s| {
         s.assignments
             .get(&vacancy.partition)
             .map_or(0, |a| a.replicas.len())
     });
+    let answers = gather_positions(asks, majority(count.max(1))).await;
     let chosen = match preferred {
         Some(p) => choose_leader_preferring(&answers, count, p),
         None => choose_leader(&answers, count),
@@ -172,5 +214,47 @@ pub(crate) async fn elect(node: &MetaNode, vacancy: Vacancy, preferred: Option<N
             "partition leader elected"
         ),
         Err(e) => warn!(partition = vacancy.partition, error = %e.message, "election not recorded"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::future::{BoxFuture, FutureExt, pending, ready};
+
+    fn position(end: u64) -> LogPosition {
+        LogPosition {
+            last_epoch: 1,
+            end_offset: end,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_replica_that_never_answers_does_not_hold_up_a_majority() {
+        let asks: Vec<BoxFuture<'static, Option<(NodeId, LogPosition)>>> = vec![
+            ready(Some((1, position(10)))).boxed(),
+            pending().boxed(),
+            ready(Some((3, position(12)))).boxed(),
+        ];
+        let answers = tokio::time::timeout(Duration::from_secs(10), gather_positions(asks, 2))
+            .await
+            .expect("a majority answered: the gathering ends");
+        assert_eq!(answers, vec![(1, position(10)), (3, position(12))]);
+        assert_eq!(choose_leader(&answers, 3), Some(3));
+    }
+
+    #[tokio::test]
+    async fn without_a_majority_every_replica_is_waited_for() {
+        let asks: Vec<BoxFuture<'static, Option<(NodeId, LogPosition)>>> = vec![
+            ready(Some((1, position(10)))).boxed(),
+            ready(None).boxed(),
+            async {
+                tokio::time::sleep(LATE_ANSWER_GRACE * 3).await;
+                Some((3, position(12)))
+            }
+            .boxed(),
+        ];
+        let answers = gather_positions(asks, 2).await;
+        assert_eq!(answers, vec![(1, position(10)), (3, position(12))]);
     }
 }

@@ -418,8 +418,11 @@ async fn roles(http: &reqwest::Client, cluster: &Cluster, p: u32) -> Option<(u64
 }
 
 /// How long, after `since`, until an HTTP write to partition `p` through a
-/// surviving node is acknowledged. Its values, `probe-<round>-<i>`, are
-/// unique across rounds (the log may hold each only once).
+/// surviving node is acknowledged. A probe starts every 50 ms, each through
+/// the next node, without waiting for the ones still in flight: one stuck
+/// behind the old leader (until its 2 s timeout) must not hide the moment the
+/// new leader takes writes. Its values, `probe-<round>-<i>`, are unique
+/// across rounds (the log may hold each only once).
 async fn first_ack_after(
     http: &reqwest::Client,
     addrs: &[String],
@@ -428,28 +431,40 @@ async fn first_ack_after(
     round: usize,
 ) -> Duration {
     let deadline = since + Duration::from_secs(30);
-    let mut i = 0;
+    let mut in_flight = tokio::task::JoinSet::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let mut i = 0usize;
     loop {
-        let addr = &addrs[i % addrs.len()];
-        i += 1;
-        let resp = http
-            .post(format!(
-                "http://{addr}/v1/tenants/default/topics/{TOPIC}/partitions/{p}/records"
-            ))
-            .json(&json!({ "records": [{ "value": format!("probe-{round}-{i}") }] }))
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await;
-        match resp {
-            Ok(r) if r.status().is_success() => return since.elapsed(),
-            // The old leader's address, a leader still taking over: retry.
-            _ => {}
-        }
         assert!(
             Instant::now() < deadline,
             "no write to partition {p} acknowledged within 30 s"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::select! {
+            _ = tick.tick() => {
+                let addr = addrs[i % addrs.len()].clone();
+                i += 1;
+                let request = http
+                    .post(format!(
+                        "http://{addr}/v1/tenants/default/topics/{TOPIC}/partitions/{p}/records"
+                    ))
+                    .json(&json!({ "records": [{ "value": format!("probe-{round}-{i}") }] }))
+                    .timeout(Duration::from_secs(2));
+                in_flight.spawn(async move {
+                    // The old leader's address, a leader still taking over:
+                    // not acknowledged, the next probe tries again.
+                    let acked = matches!(request.send().await, Ok(r) if r.status().is_success());
+                    acked.then(Instant::now)
+                });
+            }
+            Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                if let Some(at) = done.expect("a probe task") {
+                    // The probes still in flight may be acknowledged too:
+                    // their values are unique, so the log may hold them.
+                    in_flight.detach_all();
+                    return at.duration_since(since);
+                }
+            }
+        }
     }
 }
 
