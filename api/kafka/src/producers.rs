@@ -167,6 +167,15 @@ impl PartitionProducers {
         }
         self.loaded = true;
         self.loaded_epoch = partition.last_epoch();
+        tracing::debug!(
+            partition = partition.key(),
+            from = offsets.end.saturating_sub(REBUILD_OFFSETS).max(offsets.local_start),
+            to = next,
+            end = offsets.end,
+            epoch = ?self.loaded_epoch,
+            producers = self.producers.len(),
+            "idempotent producer state rebuilt from the log"
+        );
         Ok(())
     }
 

@@ -161,6 +161,33 @@ async fn idempotent_producer_retries_are_deduplicated_and_gaps_refused() {
     assert_eq!(values(&records), ["a", "b", "c", "d", "e"]);
 }
 
+/// A partition that stops taking writes (a leader pausing for a handoff)
+/// refuses every batch as not leader, before the sequence check: a batch
+/// after an earlier refused one is not a gap to report (which would make
+/// the client bump its epoch), and the retries in order go on afterwards.
+#[tokio::test]
+async fn a_paused_partition_refuses_as_not_leader_before_checking_sequences() {
+    let server = start().await;
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    create(&mut s, "paused").await;
+    let (pid, epoch) = init_producer(&mut s).await;
+    let batch = |seq: i32, v: &str| idempotent_batch(pid, epoch, seq, &[v]);
+    assert_eq!(produce(&mut s, "paused", -1, batch(0, "a")).await, (0, 0));
+
+    let topic = server.broker.topic_meta("default", "paused").await.unwrap();
+    let partition = server.broker.log_partition(&topic, 0).unwrap();
+    partition.set_follower(true);
+    assert_eq!(produce(&mut s, "paused", -1, batch(1, "b")).await.0, 6);
+    assert_eq!(produce(&mut s, "paused", -1, batch(2, "c")).await.0, 6);
+    partition.set_follower(false);
+
+    assert_eq!(produce(&mut s, "paused", -1, batch(1, "b")).await, (0, 1));
+    assert_eq!(produce(&mut s, "paused", -1, batch(2, "c")).await, (0, 2));
+    let (error, records) = fetch_all(&mut s, "paused").await;
+    assert_eq!(error, 0);
+    assert_eq!(values(&records), ["a", "b", "c"]);
+}
+
 #[tokio::test]
 async fn bad_produces_get_precise_errors_and_change_nothing() {
     let server = start().await;

@@ -302,6 +302,17 @@ async fn produce_partition(
         .partition(partition.key())
         .lock_owned()
         .await;
+    // A partition not taking writes here (a follower, or a leader pausing
+    // for a handoff) refuses before the sequence check, as Kafka checks
+    // leadership first: checked after, a batch refused while an earlier one
+    // of the same producer was refused too would see a gap and be answered
+    // OUT_OF_ORDER_SEQUENCE_NUMBER, and the client would bump its epoch
+    // for what is only a retry.
+    if partition.is_follower() {
+        return ready(Err(from_log(LogError::NotLeader(
+            partition.key().to_owned(),
+        ))));
+    }
     if !state.is_current(&partition)
         && let Err(e) = state.load(&partition).await
     {
