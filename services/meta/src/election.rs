@@ -6,6 +6,7 @@
 //! `strata_broker::replication::quorum::choose_leader`; no record a
 //! majority held can be lost by it.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -51,17 +52,20 @@ pub struct Vacancy {
     pub replicas: Vec<(NodeId, String)>,
 }
 
-/// Replicated partitions whose leader is not a live broker at `now_ms`.
-pub fn vacancies(state: &ClusterState, now_ms: i64) -> Vec<Vacancy> {
+/// Replicated partitions whose leader is not a live broker at `now_ms`,
+/// or is on a node found `down` (its lease may not have lapsed yet; the
+/// election asks it first, see [`elect`]).
+pub fn vacancies(state: &ClusterState, now_ms: i64, down: &BTreeSet<NodeId>) -> Vec<Vacancy> {
     state
         .assignments
         .iter()
         .filter(|(_, a)| a.replicas.len() > 1)
         .filter(|(_, a)| {
-            !state
-                .brokers
-                .get(&a.leader)
-                .is_some_and(|b| is_live_broker(b, now_ms))
+            down.contains(&a.leader)
+                || !state
+                    .brokers
+                    .get(&a.leader)
+                    .is_some_and(|b| is_live_broker(b, now_ms))
         })
         .filter_map(|(key, _)| vacancy_of(state, key, now_ms))
         .collect()
@@ -90,19 +94,21 @@ pub(crate) fn vacancy_of(state: &ClusterState, key: &str, now_ms: i64) -> Option
 }
 
 /// One round on the metadata leader: elects a leader for every replicated
-/// partition whose leader lost its lease and does not answer.
+/// partition whose leader lost its lease, or sits on a node Raft found
+/// down, and does not answer.
 pub async fn round(node: &MetaNode, now_ms: i64) {
     if node.status().leader != Some(node.id()) {
         return;
     }
-    let vacant = node.read(|s| vacancies(s, now_ms));
+    let down = node.down_peers();
+    let vacant = node.read(|s| vacancies(s, now_ms, &down));
     join_all(vacant.into_iter().map(|v| elect(node, v, None))).await;
 }
 
 /// Whether a replicated partition's leader lost its lease: an election is
 /// due (rebalancing waits for it).
 pub fn any_vacancy(state: &ClusterState, now_ms: i64) -> bool {
-    !vacancies(state, now_ms).is_empty()
+    !vacancies(state, now_ms, &BTreeSet::new()).is_empty()
 }
 
 /// Whether the partition's leader answers (a query that fences nothing).

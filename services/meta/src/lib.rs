@@ -24,6 +24,7 @@ pub mod machine;
 pub mod network;
 pub mod node;
 pub mod placement;
+pub mod reachability;
 pub mod rebalance;
 pub mod replication;
 pub mod service;

@@ -1,6 +1,7 @@
 //! The client side of the peer protocol: Raft messages and forwarded
 //! commands sent to another node's peer listener over gRPC.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{
@@ -18,6 +19,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::proto::Envelope;
 use crate::proto::peer_client::PeerClient;
+use crate::reachability::{Delivery, Reachability};
 use crate::types::{Node, NodeId, TypeConfig};
 
 /// How long a forwarded command or membership change may take.
@@ -180,7 +182,10 @@ impl Peer {
 }
 
 /// Creates [`Peer`] clients for Raft.
-pub struct Network;
+pub struct Network {
+    /// What Raft's messages found out about each peer.
+    pub reachability: Arc<Reachability>,
+}
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = RaftPeer;
@@ -189,6 +194,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         RaftPeer {
             target,
             peer: Peer::new(&node.addr).map_err(|e| e.message),
+            reachability: self.reachability.clone(),
         }
     }
 }
@@ -197,6 +203,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 pub struct RaftPeer {
     target: NodeId,
     peer: Result<Peer, String>,
+    reachability: Arc<Reachability>,
 }
 
 impl RaftPeer {
@@ -217,14 +224,18 @@ impl RaftPeer {
             .peer
             .as_ref()
             .map_err(|e| RPCError::Network(NetworkError::new(&std::io::Error::other(e.clone()))))?;
-        peer.call(req, option.hard_ttl(), rpc)
-            .await
-            .map_err(|e| match e {
-                CallError::Remote(e) => RPCError::RemoteError(RemoteError::new(self.target, e)),
-                CallError::Transport(status) => RPCError::Unreachable(Unreachable::new(
-                    &std::io::Error::other(status.to_string()),
-                )),
-            })
+        let result = peer.call(req, option.hard_ttl(), rpc).await;
+        let delivery = match &result {
+            Ok(_) | Err(CallError::Remote(_)) => Delivery::Answered,
+            Err(CallError::Transport(status)) => Delivery::of_status(status),
+        };
+        self.reachability.note(self.target, delivery);
+        result.map_err(|e| match e {
+            CallError::Remote(e) => RPCError::RemoteError(RemoteError::new(self.target, e)),
+            CallError::Transport(status) => {
+                RPCError::Unreachable(Unreachable::new(&std::io::Error::other(status.to_string())))
+            }
+        })
     }
 }
 

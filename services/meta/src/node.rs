@@ -20,6 +20,7 @@ use tracing::{info, warn};
 use crate::log_store::{self, LogStore};
 use crate::machine::ClusterState;
 use crate::network::{Network, Peer};
+use crate::reachability::Reachability;
 use crate::snapshots::SnapshotUploader;
 use crate::state_machine::{Shared, StateMachine};
 use crate::types::{Command, Node, NodeId, Raft, Reply};
@@ -104,6 +105,8 @@ pub struct MetaNode {
     shared: Arc<Shared>,
     /// Clients of other nodes, by peer address.
     peers: Mutex<BTreeMap<String, Peer>>,
+    /// Which peers Raft's messages find down (see [`Reachability`]).
+    reachability: Arc<Reachability>,
 }
 
 /// How long a write or a read barrier waits for a leader before failing
@@ -159,7 +162,11 @@ impl MetaNode {
             ..Default::default()
         };
         let raft_config = Arc::new(raft_config.validate().map_err(internal)?);
-        let raft = Raft::new(config.node_id, raft_config, Network, log, sm)
+        let reachability = Arc::new(Reachability::default());
+        let network = Network {
+            reachability: reachability.clone(),
+        };
+        let raft = Raft::new(config.node_id, raft_config, network, log, sm)
             .await
             .map_err(internal)?;
         let node = Arc::new(MetaNode {
@@ -167,6 +174,7 @@ impl MetaNode {
             raft,
             shared,
             peers: Mutex::new(BTreeMap::new()),
+            reachability,
         });
         node.initialize(&config).await?;
         Ok(node)
@@ -244,6 +252,12 @@ impl MetaNode {
 
     pub fn id(&self) -> NodeId {
         self.id
+    }
+
+    /// The peers this node's last Raft message to was refused by (only a
+    /// leader sends to all of them; see [`Reachability`]).
+    pub fn down_peers(&self) -> std::collections::BTreeSet<NodeId> {
+        self.reachability.down()
     }
 
     pub fn raft(&self) -> &Raft {
