@@ -2,7 +2,7 @@
 //! moving the high watermark.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -46,6 +46,10 @@ pub struct LeaderState {
     followers: Mutex<HashMap<u64, Progress>>,
     /// The in-sync set last recorded in the metadata.
     reported_isr: Mutex<Vec<u64>>,
+    /// Whether a report of the in-sync set is on its way: one at a time, so
+    /// an older report delayed in the metadata group cannot land after a
+    /// newer one and leave a stale set recorded.
+    reporting: AtomicBool,
     /// The topic's `min_insync_replicas`.
     min_insync: AtomicUsize,
     /// The offset below which [`LeaderState::replicas_needed`] replicas
@@ -77,6 +81,7 @@ impl LeaderState {
             replicas: Mutex::new(replicas.to_vec()),
             followers: Mutex::new(followers),
             reported_isr: Mutex::new(vec![me]),
+            reporting: AtomicBool::new(false),
             min_insync: AtomicUsize::new(1),
             held: watch::Sender::new(0),
         }
@@ -127,20 +132,30 @@ impl LeaderState {
         });
     }
 
-    /// Forgets what was reported (a report failed): the next pass tries again.
-    pub(crate) fn forget_reported_isr(&self) {
-        self.reported_isr.lock().clear();
-    }
-
-    /// The in-sync set, if it changed since it was last taken for reporting.
+    /// The in-sync set, if it changed since it was last taken for reporting
+    /// and no report is on its way; the caller then reports it and calls
+    /// [`LeaderState::reported`] when done.
     pub(crate) fn isr_to_report(&self, leader_end: u64) -> Option<Vec<u64>> {
+        if self.reporting.load(Ordering::Acquire) {
+            return None;
+        }
         let isr = self.in_sync(leader_end);
         let mut reported = self.reported_isr.lock();
         if *reported == isr {
             return None;
         }
         *reported = isr.clone();
+        self.reporting.store(true, Ordering::Release);
         Some(isr)
+    }
+
+    /// Ends a report of the in-sync set; after a failure the next pass
+    /// reports again.
+    pub(crate) fn reported(&self, ok: bool) {
+        if !ok {
+            self.reported_isr.lock().clear();
+        }
+        self.reporting.store(false, Ordering::Release);
     }
 
     pub(crate) fn set_replicas(&self, replicas: &[u64]) {
@@ -355,4 +370,25 @@ fn concat(chunks: Vec<Bytes>) -> Bytes {
         out.extend_from_slice(&c);
     }
     out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_sync_sets_are_reported_one_at_a_time_and_again_after_a_failure() {
+        let state = LeaderState::new(3, 0, 1, &[1, 2, 3]);
+        assert_eq!(state.isr_to_report(0), Some(vec![1, 2, 3]));
+        // While that report is on its way, a change waits for it.
+        state.set_replicas(&[1, 2]);
+        assert_eq!(state.isr_to_report(0), None);
+        state.reported(true);
+        assert_eq!(state.isr_to_report(0), Some(vec![1, 2]));
+        state.reported(false);
+        // It failed: the same set goes again; then nothing changed.
+        assert_eq!(state.isr_to_report(0), Some(vec![1, 2]));
+        state.reported(true);
+        assert_eq!(state.isr_to_report(0), None);
+    }
 }

@@ -297,10 +297,11 @@ impl Broker {
             };
             let cluster = self.cluster.clone();
             tokio::spawn(async move {
-                if let Err(e) = cluster.report_isr(&key, state.epoch, isr).await {
-                    state.forget_reported_isr();
+                let result = cluster.report_isr(&key, state.epoch, isr).await;
+                if let Err(e) = &result {
                     tracing::debug!(partition = key, error = %e.message, "cannot record the in-sync replicas");
                 }
+                state.reported(result.is_ok());
             });
         }
     }
