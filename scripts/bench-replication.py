@@ -216,6 +216,9 @@ def main():
     ap.add_argument("--dir", default="target/bench-replication")
     ap.add_argument("--duration", type=float, default=15)
     ap.add_argument("--warmup", type=float, default=3)
+    ap.add_argument("--kills", type=int, default=3, help="leader kills for the failover measure")
+    ap.add_argument("--failover-only", action="store_true",
+                    help="skip the throughput and latency measures")
     a = ap.parse_args()
     strata = os.path.abspath("target/release/strata")
     os.makedirs(a.dir, exist_ok=True)
@@ -223,11 +226,11 @@ def main():
     bucket = os.path.join(root, "bucket")
     single, cluster = None, []
     try:
-        log("RF1: a single node")
-        single = Node(strata, os.path.join(root, "single"))
-        rf1 = kcat_throughput([single], "rf1", a.duration, a.warmup)
-        log(f"RF1: {rf1['mb_per_s']:.1f} MB/s")
-        single_lat = None
+        if not a.failover_only:
+            log("RF1: a single node")
+            single = Node(strata, os.path.join(root, "single"))
+            rf1 = kcat_throughput([single], "rf1", a.duration, a.warmup)
+            log(f"RF1: {rf1['mb_per_s']:.1f} MB/s")
 
         log("RF3: a 3-node cluster")
         peers = [f"127.0.0.1:{free_port()}" for _ in range(3)]
@@ -252,42 +255,44 @@ def main():
             nodes.append(n)
         cluster = nodes
         wait_brokers(nodes[0], 3)
-        rf3 = kcat_throughput(nodes, "rf3", a.duration, a.warmup)
-        log(f"RF3: {rf3['mb_per_s']:.1f} MB/s")
+        if not a.failover_only:
+            rf3 = kcat_throughput(nodes, "rf3", a.duration, a.warmup)
+            log(f"RF3: {rf3['mb_per_s']:.1f} MB/s")
 
-        # Latency on one partition, the client talking to its leader (no
-        # forwarding), at 50 % of that partition's own maximum with RF3; the
-        # same rate on the single node.
-        create_topic(nodes[0], "lat3", partitions=1)
-        time.sleep(2)
-        lead = nodes[leader_of(nodes[0], "lat3", 0) - 1]
-        top = bench_latency(strata, lead, "lat3", None, a.duration, a.warmup, partitions=1)
-        rate = round(0.5 * top["records_per_s"])
-        log(f"one partition, RF3 maximum {top['records_per_s']:.0f} records/s; latency at {rate}/s")
-        rf3_lat = bench_latency(strata, lead, "lat3", rate, a.duration, a.warmup, partitions=1)
-        single_lat = bench_latency(strata, single, "lat1", rate, a.duration, a.warmup, partitions=1)
+            # Latency on one partition, the client talking to its leader (no
+            # forwarding), at 50 % of that partition's own maximum with RF3; the
+            # same rate on the single node.
+            create_topic(nodes[0], "lat3", partitions=1)
+            time.sleep(2)
+            lead = nodes[leader_of(nodes[0], "lat3", 0) - 1]
+            top = bench_latency(strata, lead, "lat3", None, a.duration, a.warmup, partitions=1)
+            rate = round(0.5 * top["records_per_s"])
+            log(f"one partition, RF3 maximum {top['records_per_s']:.0f} records/s; latency at {rate}/s")
+            rf3_lat = bench_latency(strata, lead, "lat3", rate, a.duration, a.warmup, partitions=1)
+            single_lat = bench_latency(strata, single, "lat1", rate, a.duration, a.warmup, partitions=1)
 
         create_topic(nodes[0], "failover")
         time.sleep(2)
         kills = []
-        for _ in range(3):
+        for _ in range(a.kills):
             leader, took = failover(nodes, "failover")
             log(f"failover: killed node {leader}, first acknowledged append after {took:.2f} s")
             kills.append((leader, took))
             wait_brokers(nodes[0], 3)
             time.sleep(3)
 
-        ratio = rf3["mb_per_s"] / (rf1["mb_per_s"] / 3)
-        print("| measure | single node (RF1) | 3 nodes (RF3, acks=all) |")
-        print("|---|---|---|")
-        print(f"| kcat W1 throughput | {rf1['mb_per_s']:.1f} MB/s | {rf3['mb_per_s']:.1f} MB/s |")
-        print(f"| broker CPU (all brokers) | {rf1['cpu_s_per_gb']:.2f} CPU-s/GB | {rf3['cpu_s_per_gb']:.2f} CPU-s/GB |")
-        for name, key in (("p50", "p50_ms"), ("p99", "p99_ms"), ("p99.9", "p999_ms"), ("max", "max_ms")):
-            print(f"| produce {name}, 1 partition at {rate} records/s (gRPC to the leader) | "
-                  f"{single_lat.get(key, float('nan')):.2f} ms | {rf3_lat.get(key, float('nan')):.2f} ms |")
-        print()
-        verdict = "PASS" if ratio >= 0.8 else "FAIL"
-        print(f"RF3 / (RF1 / 3) = {ratio:.2f} (goal >= 0.8: {verdict})")
+        if not a.failover_only:
+            ratio = rf3["mb_per_s"] / (rf1["mb_per_s"] / 3)
+            print("| measure | single node (RF1) | 3 nodes (RF3, acks=all) |")
+            print("|---|---|---|")
+            print(f"| kcat W1 throughput | {rf1['mb_per_s']:.1f} MB/s | {rf3['mb_per_s']:.1f} MB/s |")
+            print(f"| broker CPU (all brokers) | {rf1['cpu_s_per_gb']:.2f} CPU-s/GB | {rf3['cpu_s_per_gb']:.2f} CPU-s/GB |")
+            for name, key in (("p50", "p50_ms"), ("p99", "p99_ms"), ("p99.9", "p999_ms"), ("max", "max_ms")):
+                print(f"| produce {name}, 1 partition at {rate} records/s (gRPC to the leader) | "
+                      f"{single_lat.get(key, float('nan')):.2f} ms | {rf3_lat.get(key, float('nan')):.2f} ms |")
+            print()
+            verdict = "PASS" if ratio >= 0.8 else "FAIL"
+            print(f"RF3 / (RF1 / 3) = {ratio:.2f} (goal >= 0.8: {verdict})")
         worst = max(t for _, t in kills)
         print("failover (SIGKILL of the leader to the first acknowledged append): "
               + ", ".join(f"{t:.2f} s (node {n})" for n, t in kills)
