@@ -1,7 +1,9 @@
 //! Rebalancing, run by the metadata leader: when a broker joins (or the
 //! load is uneven for any reason), replicas and then leaderships move, one
 //! step at a time, from the broker holding the most to the one holding the
-//! fewest, until no two live brokers differ by more than one.
+//! fewest, until no two live brokers differ by more than one. First, a
+//! partition left with fewer replicas than its replication factor (a broker
+//! removed when no other could replace it) gets them back as brokers come.
 //!
 //! - A replica moves in two steps: the new broker is added as one more
 //!   replica (it copies only the leader's local tail; the history is in the
@@ -72,6 +74,29 @@ pub fn next_move(state: &ClusterState, now_ms: i64) -> Option<Move> {
     };
     let replicas = load(state, &live, |a| a.replicas.clone());
 
+    // A partition short of replicas (a broker was removed while no other
+    // could take its place): the live broker holding the fewest joins it,
+    // copying the leader's local tail only.
+    for (key, a) in &state.assignments {
+        let Some(wanted) = wanted(key) else { continue };
+        if a.replicas.len() >= wanted || !healthy(a) {
+            continue;
+        }
+        let Some(add) = live
+            .iter()
+            .filter(|n| !a.replicas.contains(n))
+            .min_by_key(|n| (replicas.get(n).copied().unwrap_or(0), **n))
+        else {
+            continue;
+        };
+        let mut grown = a.replicas.clone();
+        grown.push(*add);
+        return Some(Move::SetReplicas {
+            partition: key.clone(),
+            epoch: a.leader_epoch,
+            replicas: grown,
+        });
+    }
     // A partition that grew by a replica: drop its busiest follower once
     // the new one is in sync.
     for (key, a) in &state.assignments {
@@ -368,6 +393,38 @@ mod tests {
             "{leaders:?}"
         );
         assert!(leaders[3] >= 1, "the new broker leads: {leaders:?}");
+    }
+
+    #[test]
+    fn a_partition_short_of_replicas_gets_them_back_from_a_new_broker() {
+        let mut s = cluster(3, 2, 3);
+        // Broker 3 is removed with no other to take its place: two replicas each.
+        s.brokers.remove(&3);
+        for a in s.assignments.values_mut() {
+            a.replicas.retain(|r| *r != 3);
+            a.isr.retain(|r| *r != 3);
+            if a.leader == 3 {
+                a.leader = a.replicas[0];
+            }
+        }
+        assert_eq!(
+            next_move(&s, 10_100),
+            None,
+            "two live brokers: two replicas is all"
+        );
+        let mut four = s.brokers[&1].clone();
+        four.node_id = 4;
+        s.brokers.insert(4, four);
+        let mut moves = 0;
+        while let Some(m) = next_move(&s, 10_100) {
+            apply(&mut s, &m);
+            moves += 1;
+            assert!(moves < 20, "no convergence");
+        }
+        for a in s.assignments.values() {
+            assert_eq!(a.replicas.len(), 3, "{a:?}");
+            assert!(a.replicas.contains(&4), "{a:?}");
+        }
     }
 
     #[test]
