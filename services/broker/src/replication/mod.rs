@@ -20,6 +20,7 @@
 pub mod quorum;
 pub mod wire;
 
+mod fences;
 mod follower;
 mod handoff;
 mod leader;
@@ -46,10 +47,6 @@ pub use wire::{
 
 /// How often roles are brought in line with the metadata.
 pub const RECONCILE_INTERVAL: Duration = Duration::from_millis(100);
-
-/// How long a fence holds when no new leader was recorded (an election
-/// that could not finish): then the replica follows the recorded leader again.
-const FENCE_TTL: Duration = Duration::from_secs(10);
 
 /// A partition's replicas as the metadata group assigned them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,67 +82,22 @@ pub(crate) struct Replication {
     /// Partitions led here that stopped taking writes for a leadership
     /// handoff: the epoch and since when.
     handoffs: Mutex<HashMap<String, (u64, Instant)>>,
-    /// Per partition: the epoch being elected that this replica promised
-    /// not to take data below, and when.
-    fences: Mutex<HashMap<String, (u64, Instant)>>,
-    /// Where the fences are kept: a promise must outlive a crash, or a
-    /// replica restarted in the middle of an election could follow the old
-    /// leader and help it acknowledge writes the election never saw.
-    fences_file: std::path::PathBuf,
+    /// The promises made in elections ([`fences`]).
+    fences: fences::Fences,
     /// Per leader node: the task fetching from it.
     fetchers: Mutex<HashMap<u64, JoinHandle<()>>>,
 }
 
 impl Replication {
     /// The roles of a broker whose data directory is `data_dir`, with the
-    /// fences it promised before it stopped (each holds for [`FENCE_TTL`]
-    /// from now).
+    /// fences it promised before it stopped.
     pub(crate) fn open(data_dir: &std::path::Path) -> Replication {
-        let fences_file = data_dir.join("replication-fences.json");
-        let stored: HashMap<String, u64> = std::fs::read(&fences_file)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
-        let now = Instant::now();
         Replication {
             roles: Mutex::default(),
             handoffs: Mutex::default(),
-            fences: Mutex::new(stored.into_iter().map(|(k, e)| (k, (e, now))).collect()),
-            fences_file,
+            fences: fences::Fences::open(data_dir),
             fetchers: Mutex::default(),
         }
-    }
-
-    /// Writes the fences durably (a new file, fsynced, renamed over the old).
-    async fn persist_fences(&self) -> Result<()> {
-        let fences: HashMap<String, u64> = self
-            .fences
-            .lock()
-            .iter()
-            .filter(|(_, (_, at))| at.elapsed() < FENCE_TTL)
-            .map(|(k, (e, _))| (k.clone(), *e))
-            .collect();
-        let path = self.fences_file.clone();
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            use std::io::Write;
-            let tmp = path.with_extension("json.tmp");
-            let mut file = std::fs::File::create(&tmp)?;
-            file.write_all(&serde_json::to_vec(&fences).unwrap_or_default())?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
-            if let Some(dir) = path.parent() {
-                std::fs::File::open(dir)?.sync_all()?;
-            }
-            Ok(())
-        })
-        .await
-        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("fence task failed: {e}")))?
-        .map_err(|e| {
-            ApiError::new(
-                ErrorCode::Unavailable,
-                format!("cannot record an election fence: {e}"),
-            )
-        })
     }
 
     pub(crate) fn role(&self, key: &str) -> Option<Role> {
@@ -161,15 +113,7 @@ impl Replication {
 
     /// The epoch this replica promised not to go below, if the promise holds.
     fn fence(&self, key: &str) -> Option<u64> {
-        let mut fences = self.fences.lock();
-        match fences.get(key) {
-            Some((epoch, at)) if at.elapsed() < FENCE_TTL => Some(*epoch),
-            Some(_) => {
-                fences.remove(key);
-                None
-            }
-            None => None,
-        }
+        self.fences.get(key)
     }
 
     /// The partitions this node follows from `leader`, with their epochs.
@@ -370,16 +314,7 @@ impl Broker {
         let p = self.log.partition(key).map_err(from_log)?;
         // Epoch 0 only asks whether this node is there: it promises nothing.
         if epoch > 0 {
-            {
-                let mut fences = self.replication.fences.lock();
-                let entry = fences
-                    .entry(key.to_string())
-                    .or_insert((epoch, Instant::now()));
-                if epoch >= entry.0 {
-                    *entry = (epoch, Instant::now());
-                }
-            }
-            self.replication.persist_fences().await?;
+            self.replication.fences.promise(key, epoch).await?;
         }
         if let Some(state) = self.replication.leader_state(key)
             && state.epoch < epoch
