@@ -229,6 +229,9 @@ impl RaftPeer {
             Ok(_) | Err(CallError::Remote(_)) => Delivery::Answered,
             Err(CallError::Transport(status)) => Delivery::of_status(status),
         };
+        if let Err(CallError::Transport(status)) = &result {
+            tracing::debug!(target = self.target, code = ?status.code(), message = status.message(), ?delivery, "raft message not delivered");
+        }
         self.reachability.note(self.target, delivery);
         result.map_err(|e| match e {
             CallError::Remote(e) => RPCError::RemoteError(RemoteError::new(self.target, e)),

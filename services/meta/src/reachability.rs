@@ -29,14 +29,35 @@ pub enum Delivery {
 
 impl Delivery {
     /// How a gRPC status from a peer call is read: tonic reports a failed
-    /// connect or a broken connection as `Unavailable`; the call's own
-    /// deadline is `DeadlineExceeded`.
+    /// connect as `Unavailable`, but a call in flight on a connection the
+    /// peer's death closed as `Unknown` with the I/O error (broken pipe,
+    /// reset) as its source; the call's own deadline is `DeadlineExceeded`.
     pub fn of_status(status: &tonic::Status) -> Delivery {
-        match status.code() {
-            tonic::Code::Unavailable => Delivery::Refused,
-            _ => Delivery::Unknown,
+        if status.code() == tonic::Code::Unavailable || closed_by_peer(status) {
+            Delivery::Refused
+        } else {
+            Delivery::Unknown
         }
     }
+}
+
+/// Whether an I/O error in `status`'s sources says the peer's end of the
+/// connection is gone (which a peer only stalled or cut off never causes).
+fn closed_by_peer(status: &tonic::Status) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionRefused, ConnectionReset};
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                BrokenPipe | ConnectionReset | ConnectionAborted | ConnectionRefused
+            )
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// The peers found down, and since when.
@@ -91,5 +112,14 @@ mod tests {
             Delivery::of_status(&tonic::Status::internal("bad reply")),
             Delivery::Unknown
         );
+        let mut broken = tonic::Status::unknown("transport error");
+        broken.set_source(std::sync::Arc::new(std::io::Error::new(
+            std::io::ErrorKind::BrokenPipe,
+            "stream closed because of a broken pipe",
+        )));
+        assert_eq!(Delivery::of_status(&broken), Delivery::Refused);
+        let mut other = tonic::Status::unknown("transport error");
+        other.set_source(std::sync::Arc::new(std::io::Error::other("odd")));
+        assert_eq!(Delivery::of_status(&other), Delivery::Unknown);
     }
 }
