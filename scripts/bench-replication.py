@@ -56,6 +56,15 @@ def http(method, url, body=None, timeout=10):
         return r.status, json.loads(r.read() or b"null")
 
 
+def node_output(data):
+    """(env, stderr) for a node: quiet, or with STRATA_BENCH_LOG=FILTER its
+    log at that filter appended to DATA.log, for looking into a slow case."""
+    filt = os.environ.get("STRATA_BENCH_LOG")
+    if not filt:
+        return dict(os.environ, RUST_LOG="error"), subprocess.DEVNULL
+    return dict(os.environ, RUST_LOG=filt), open(data.rstrip("/") + ".log", "a")
+
+
 class Node:
     def __init__(self, strata, data, node_id=None, peer=None, bootstrap=None):
         self.api, self.kafka = free_port(), free_port()
@@ -68,8 +77,8 @@ class Node:
         self.start()
 
     def start(self):
-        env = dict(os.environ, RUST_LOG="error")
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        env, stderr = node_output(self.args[self.args.index("--data-dir") + 1])
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=stderr,
                                      env=env, text=True)
         for line in self.proc.stdout:
             if line.startswith("strata listening on"):
@@ -168,6 +177,10 @@ def leader_of(node, topic, partition):
 def failover(nodes, topic):
     """SIGKILL partition 0's leader; time until an append through a survivor is acknowledged."""
     leader = leader_of(nodes[0], topic, 0)
+    _, status = http("GET", f"{nodes[0].url}/v1/cluster")
+    meta = status["raft"]["leader"]
+    if meta == leader:
+        log(f"  node {leader} also leads the metadata group (term {status['raft']['term']})")
     victim = nodes[leader - 1]
     survivors = [n for n in nodes if n is not victim]
     url = "/v1/tenants/default/topics/{}/partitions/0/records".format(topic)
@@ -245,8 +258,9 @@ def main():
                       "--data-dir", os.path.join(root, f"node{i + 1}"),
                       "--node-id", str(i + 1), "--peer-listen", peers[i], "--bootstrap", boot,
                       "--object-store", f"file://{bucket}"]
-            n.proc = subprocess.Popen(n.args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                      env=dict(os.environ, RUST_LOG="error"), text=True)
+            env, stderr = node_output(os.path.join(root, f"node{i + 1}"))
+            n.proc = subprocess.Popen(n.args, stdout=subprocess.PIPE, stderr=stderr,
+                                      env=env, text=True)
             procs.append(n)
         for n in procs:
             for line in n.proc.stdout:
@@ -301,7 +315,10 @@ def main():
         for n in [single, *cluster]:
             if n is not None:
                 n.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        if os.environ.get("STRATA_BENCH_LOG"):
+            log(f"node logs kept in {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
