@@ -208,7 +208,7 @@ impl TopicConfig {
     }
 
     /// Checks every field; the error names the field, its value and the allowed range.
-    pub(crate) fn validate(&self, max_request_bytes: u64) -> Result<(), ApiError> {
+    pub fn validate(&self, max_request_bytes: u64) -> Result<(), ApiError> {
         let max_message = i64::try_from(max_request_bytes).unwrap_or(i64::MAX);
         let checks: [(&str, i64, i64, i64); 8] = [
             ("retention_ms", self.retention_ms, -1, i64::MAX),

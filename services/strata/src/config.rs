@@ -407,6 +407,11 @@ impl ServerArgs {
         if broker.max_record_bytes == 0 || broker.max_record_bytes > broker.max_request_bytes {
             anyhow::bail!("max_record_bytes must be between 1 and max_request_bytes");
         }
+        // The defaults every new topic takes: a bad one refuses to start the
+        // server rather than failing each topic creation later.
+        if let Err(e) = broker.default_topic.validate(broker.max_request_bytes) {
+            anyhow::bail!("the default topic config: {}", e.message);
+        }
         let delay = duration(
             self.kafka_group_initial_rebalance_delay,
             "kafka_group_initial_rebalance_delay",
@@ -618,6 +623,15 @@ default_replication_factor = 5
         };
         let err = args.resolve().unwrap_err().to_string();
         assert!(err.contains("default_replication_factor"), "{err}");
+        let args = ServerArgs {
+            min_insync_replicas: Some(0),
+            ..ServerArgs::default()
+        };
+        let err = args.resolve().unwrap_err().to_string();
+        assert!(
+            err.contains("min_insync_replicas is 0, it must be between 1 and"),
+            "{err}"
+        );
         let (config, _) = ServerArgs::default().resolve().unwrap();
         assert_eq!(config.broker.default_topic.min_insync_replicas, 1);
         assert_eq!(config.broker.default_replication_factor, 3);
