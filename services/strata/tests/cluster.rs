@@ -920,16 +920,7 @@ async fn topics_choose_their_replication_factor_and_min_insync_replicas() {
         env!("CARGO_MANIFEST_DIR"),
         "/../../tests/kafka-clients/replication_admin.py"
     );
-    let ok = std::process::Command::new("python3")
-        .args(["-c", "import confluent_kafka"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true"),
-            "confluent-kafka is missing (scripts/test.sh installs it)"
-        );
-        eprintln!("!!! SKIPPED the Kafka admin part: confluent-kafka is not installed");
+    if !common::confluent_kafka("the Kafka admin part") {
         return;
     }
     // The resumed broker renews its lease within a heartbeat or two; until

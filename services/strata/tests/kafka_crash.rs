@@ -28,21 +28,6 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-fn confluent_available() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import confluent_kafka"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true"),
-            "confluent-kafka is missing (scripts/test.sh installs it)"
-        );
-        eprintln!("!!! SKIPPED: confluent-kafka is not installed (scripts/test.sh installs it)");
-    }
-    ok
-}
-
 fn start(data: &Path, http: u16, kafka: u16) -> Server {
     let kafka_listen = format!("127.0.0.1:{kafka}");
     Server::start_on(
@@ -81,7 +66,7 @@ fn read_partition(server: &Server, topic: &str, partition: u32) -> Vec<(u64, Str
 
 #[test]
 fn acknowledged_kafka_records_survive_sigkill_once_and_in_order() {
-    if !confluent_available() {
+    if !common::confluent_kafka("this test") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -28,37 +28,19 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader};
-use std::net::IpAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::moto;
+use common::{moto, moto_on};
 use serde_json::{Value, json};
-use strata_test_support::{Cluster, MotoServer, Netns};
+use strata_test_support::{Cluster, Netns};
 
 const BIN: &str = common::BIN;
 const TOPIC: &str = "jepsen";
 const PARTITIONS: u32 = 3;
-
-fn confluent_kafka() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import confluent_kafka"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok || std::env::var("CI").map_or(true, |v| v != "true"),
-        "confluent-kafka is missing (scripts/test.sh installs it)"
-    );
-    if !ok {
-        eprintln!(
-            "!!! SKIPPED the Kafka producer: confluent-kafka is not installed (scripts/test.sh installs it)"
-        );
-    }
-    ok
-}
 
 /// Namespaces for the nemesis's three nodes, or `None` (the network cut is
 /// skipped, loudly) where they cannot be made, except with `CI=true`, where
@@ -78,18 +60,6 @@ fn namespaces() -> Option<Netns> {
             None
         }
     }
-}
-
-/// As `common::moto`, with the server on `host` (the namespaces' bridge).
-fn moto_on(host: IpAddr) -> Option<MotoServer> {
-    // With `CI=true`, a missing moto panics here.
-    if !MotoServer::available() {
-        eprintln!("!!! SKIPPED: moto_server is not installed (scripts/test.sh installs it)");
-        return None;
-    }
-    let mut moto = MotoServer::start_on(host);
-    moto.create_bucket("strata");
-    Some(moto)
 }
 
 /// What the nemesis does in one round.
@@ -567,7 +537,7 @@ async fn acknowledged_records_survive_a_nemesis() {
         None => moto(),
     };
     let Some(moto) = moto else { return };
-    let kafka = confluent_kafka();
+    let kafka = common::confluent_kafka("the Kafka producer");
     let seed: u64 = std::env::var("STRATA_NEMESIS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())

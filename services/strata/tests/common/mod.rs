@@ -213,6 +213,11 @@ pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> BoundedOutput {
 /// S3-compatible server; `None` (the test skips, saying so) only outside CI
 /// when moto is not installed: with `CI=true` a missing moto fails the test.
 pub fn moto() -> Option<MotoServer> {
+    moto_on(std::net::IpAddr::from([127, 0, 0, 1]))
+}
+
+/// As [`moto`], with the server listening on `host`.
+pub fn moto_on(host: std::net::IpAddr) -> Option<MotoServer> {
     if !MotoServer::available() {
         assert!(
             std::env::var("CI").map_or(true, |v| v != "true"),
@@ -221,7 +226,27 @@ pub fn moto() -> Option<MotoServer> {
         eprintln!("!!! SKIPPED: moto_server is not installed (scripts/test.sh installs it)");
         return None;
     }
-    let mut moto = MotoServer::start();
+    let mut moto = MotoServer::start_on(host);
     moto.create_bucket("strata");
     Some(moto)
+}
+
+/// Whether Python's confluent-kafka (librdkafka) can be imported; with
+/// `CI=true` a missing one fails the test, elsewhere `skipped` (what the
+/// test leaves out without it) is said loudly and `false` returned.
+pub fn confluent_kafka(skipped: &str) -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import confluent_kafka"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "confluent-kafka is missing (scripts/test.sh installs it)"
+        );
+        eprintln!(
+            "!!! SKIPPED {skipped}: confluent-kafka is not installed (scripts/test.sh installs it)"
+        );
+    }
+    ok
 }
