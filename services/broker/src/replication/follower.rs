@@ -59,6 +59,7 @@ pub(super) async fn fetch_from(broker: Weak<Broker>, leader: u64) {
         match tokio::time::timeout(FETCH_TIMEOUT, ch.exchange(fetch)).await {
             Ok(Ok(data)) => {
                 let mut refused = false;
+                let mut applies = Vec::with_capacity(data.partitions.len());
                 for (part, (key, epoch)) in data.partitions.into_iter().zip(sent) {
                     if part.key != key {
                         warn!(
@@ -70,8 +71,12 @@ pub(super) async fn fetch_from(broker: Weak<Broker>, leader: u64) {
                         break;
                     }
                     refused |= matches!(part.outcome, FetchOutcome::NotLeader { .. });
-                    b.apply_replica_data(leader, epoch, part).await;
+                    applies.push(b.apply_replica_data(leader, epoch, part));
                 }
+                // The partitions' appends go to the committer together, so
+                // one fsync makes them all durable rather than one each in
+                // turn; the next fetch waits for all of them.
+                futures::future::join_all(applies).await;
                 if refused {
                     // Leadership is moving; the metadata will catch up shortly.
                     drop(b);
