@@ -6,7 +6,8 @@
 //! bucket and cuts leaders and followers off the network for a few seconds.
 //! At the end: every acknowledged record is there, once, at the offset it
 //! was acknowledged at; every node serves the same records at the same
-//! offsets with no gap; no high watermark ever went back.
+//! offsets with no gap, to consumers over HTTP and gRPC alike, and a Kafka
+//! consumer (kcat) reads the same; no high watermark ever went back.
 //!
 //! For the network cuts, each node of the nemesis's cluster runs in a
 //! network namespace the test creates (`strata_test_support::Netns`: a
@@ -344,6 +345,93 @@ async fn read_partition(http: &reqwest::Client, addr: &str, p: u32) -> Vec<(u64,
             offset = o + 1;
         }
     }
+}
+
+/// Partition `p` as a gRPC consumer reads it through `addr` (Read, paged).
+async fn read_partition_grpc(addr: &str, p: u32) -> Vec<(u64, String)> {
+    use strata_api::proto::{self, read_request::Start, strata_client::StrataClient};
+    let mut out = Vec::new();
+    let mut offset = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "reading partition {p} over gRPC via {addr} took too long"
+        );
+        let attempt = async {
+            let mut client = StrataClient::connect(format!("http://{addr}")).await.ok()?;
+            let request = proto::ReadRequest {
+                tenant: "default".into(),
+                topic: TOPIC.into(),
+                partition: p,
+                start: Some(Start::Offset(offset)),
+                max_records: 1000,
+                ..Default::default()
+            };
+            client.read(request).await.ok()
+        };
+        let Some(resp) = tokio::time::timeout(Duration::from_secs(10), attempt)
+            .await
+            .ok()
+            .flatten()
+        else {
+            // A leader still confirming its log: retry.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let records = resp.into_inner().records;
+        if records.is_empty() {
+            return out;
+        }
+        for r in records {
+            let value = r.value.as_deref().unwrap_or_default();
+            out.push((r.offset, String::from_utf8_lossy(value).into_owned()));
+            offset = r.offset + 1;
+        }
+    }
+}
+
+/// Partition `p` as a Kafka consumer reads it from the beginning to its end
+/// (kcat, bootstrapping from `bootstrap`; it fetches from the leader).
+async fn read_partition_kafka(bootstrap: String, p: u32) -> Vec<(u64, String)> {
+    let out = tokio::task::spawn_blocking(move || {
+        common::run_bounded(
+            Command::new("kcat").args([
+                "-C",
+                "-b",
+                &bootstrap,
+                "-t",
+                TOPIC,
+                "-p",
+                &p.to_string(),
+                "-o",
+                "beginning",
+                "-e",
+                "-q",
+                "-f",
+                "%o %s\\n",
+            ]),
+            Duration::from_secs(60),
+        )
+    })
+    .await
+    .expect("kcat task");
+    assert!(
+        out.success(),
+        "kcat reading partition {p}: {:?} {}",
+        out.status,
+        out.stderr
+    );
+    out.stdout
+        .lines()
+        .map(|line| {
+            let (offset, value) = line.split_once(' ').unwrap_or((line, ""));
+            let offset = offset
+                .parse()
+                .unwrap_or_else(|_| panic!("kcat printed {line:?}"));
+            (offset, value.to_string())
+        })
+        .collect()
 }
 
 /// Waits until every partition has all three replicas in sync, as the
@@ -845,6 +933,26 @@ async fn acknowledged_records_survive_a_nemesis() {
         }
         reference.push(via_first);
     }
+    // Consumers over gRPC (through each node) and over Kafka (kcat) read
+    // that same log.
+    let kafka_bootstrap = cluster.node(1).kafka_addr.clone();
+    let kcat = kafka && common::kcat("the Kafka consumer");
+    for p in 0..PARTITIONS {
+        for id in [1u64, 2, 3] {
+            let via_grpc = read_partition_grpc(&cluster.node(id).api_addr, p).await;
+            assert_eq!(
+                via_grpc, reference[p as usize],
+                "partition {p}: a gRPC consumer through node {id} reads another log"
+            );
+        }
+        if let (true, Some(bootstrap)) = (kcat, &kafka_bootstrap) {
+            let via_kafka = read_partition_kafka(bootstrap.clone(), p).await;
+            assert_eq!(
+                via_kafka, reference[p as usize],
+                "partition {p}: a Kafka consumer reads another log"
+            );
+        }
+    }
     let mut checked = 0usize;
     let mut seen = HashSet::new();
     for (p, log) in reference.iter().enumerate() {
@@ -931,12 +1039,14 @@ async fn acknowledged_records_survive_a_nemesis() {
     let records: usize = reference.iter().map(Vec::len).sum();
     eprintln!(
         "nemesis seed {seed}: {faults} faults, {checked} acknowledged records checked \
-         ({} HTTP/gRPC, {} Kafka, {} of them without an offset; {} indeterminate writes), {records} records in the log, \
+         ({} HTTP/gRPC, {} Kafka, {} of them without an offset; {} indeterminate writes), {records} records in the log \
+         read alike over HTTP and gRPC through every node{}, \
          {samples} high-watermark samples, failovers {failovers:?}; 0 anomalies",
         ledger.acked.len(),
         kafka_acked.len() + kafka_acked_somewhere.len(),
         kafka_acked_somewhere.len(),
         ledger.indeterminate,
+        if kcat { " and over Kafka" } else { "" },
     );
     for line in &schedule {
         eprintln!("  {line}");

@@ -231,6 +231,23 @@ pub fn moto_on(host: std::net::IpAddr) -> Option<MotoServer> {
     Some(moto)
 }
 
+/// Whether kcat runs; with `CI=true` a missing one fails the test,
+/// elsewhere `skipped` is said loudly and `false` returned.
+pub fn kcat(skipped: &str) -> bool {
+    let ok = Command::new("kcat")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "kcat is missing (scripts/test.sh installs it)"
+        );
+        eprintln!("!!! SKIPPED {skipped}: kcat is not installed (scripts/test.sh installs it)");
+    }
+    ok
+}
+
 /// Whether Python's confluent-kafka (librdkafka) can be imported; with
 /// `CI=true` a missing one fails the test, elsewhere `skipped` (what the
 /// test leaves out without it) is said loudly and `false` returned.
