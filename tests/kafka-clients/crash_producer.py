@@ -7,13 +7,16 @@ partitions (explicit partition), at most RATE per second, and prints one line
 per delivery report: `ACK <partition> <offset> <value>` or `FAIL <value>
 <error>`. The offset is -1 for a record librdkafka acknowledged
 implicitly (its own response was lost, a later batch of the producer's
-succeeded): the caller then checks only that it is in its partition. Exits 0
-once every record has a delivery report; the caller (the Rust crash test)
-checks the log against the ACK lines.
+succeeded): the caller then checks only that it is in its partition. On
+SIGTERM it stops producing and flushes what it sent (a caller whose faults
+are over ends the run that way; COUNT is then an upper bound). Exits 0
+once every record sent has a delivery report; the caller (the Rust crash
+test) checks the log against the ACK lines.
 
 Usage: crash_producer.py BOOTSTRAP TOPIC PARTITIONS COUNT RATE
 """
 
+import signal
 import sys
 import time
 
@@ -46,8 +49,13 @@ def main():
         else:
             print(f"FAIL {value} {err}", flush=True)
 
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+
     start = time.monotonic()
     for i in range(count):
+        if stopping:
+            break
         due = start + i / rate
         while time.monotonic() < due:
             producer.poll(min(0.01, max(0.0, due - time.monotonic())))

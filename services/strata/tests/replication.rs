@@ -712,7 +712,8 @@ async fn acknowledged_records_survive_a_nemesis() {
             .collect();
         let program = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../tests/kafka-clients/crash_producer.py");
-        let count = 150 * (rounds as u32 * 5 + 4);
+        // An upper bound: the producer is stopped once the faults are over.
+        let count = 150 * (rounds as u32 * 10 + 60);
         let mut child = Command::new("python3")
             .arg(program)
             .args([
@@ -872,6 +873,8 @@ async fn acknowledged_records_survive_a_nemesis() {
     // Everything the Kafka producer printed, to explain a duplicate.
     let mut producer_lines: Vec<String> = Vec::new();
     if let Some((mut child, rx)) = producer.take() {
+        // The faults are over: the producer stops and flushes what it sent.
+        common::sigterm(child.id());
         let deadline = Instant::now() + Duration::from_secs(180);
         let status = loop {
             if let Some(status) = child.try_wait().expect("producer status") {

@@ -119,6 +119,12 @@ impl Drop for Server {
     }
 }
 
+/// Sends SIGTERM to process `pid` (a child the test started).
+pub fn sigterm(pid: u32) {
+    // SAFETY: kill(2) with a pid of the test's own child; no memory involved.
+    unsafe { libc_kill(pid as i32, 15) };
+}
+
 unsafe extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
