@@ -42,6 +42,8 @@ use strata_test_support::{Cluster, Netns};
 const BIN: &str = common::BIN;
 const TOPIC: &str = "jepsen";
 const PARTITIONS: u32 = 3;
+/// How long a final reader may go without a new record before it fails.
+const READ_STALL: Duration = Duration::from_secs(60);
 
 /// Namespaces for the nemesis's three nodes, or `None` (the network cut is
 /// skipped, loudly) where they cannot be made, except with `CI=true`, where
@@ -312,11 +314,13 @@ async fn watermark_monitor(
 async fn read_partition(http: &reqwest::Client, addr: &str, p: u32) -> Vec<(u64, String)> {
     let mut out = Vec::new();
     let mut offset = 0u64;
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // A soak's log is long (and mostly in the bucket): the reader must keep
+    // moving, not finish within a fixed time.
+    let mut deadline = Instant::now() + READ_STALL;
     loop {
         assert!(
             Instant::now() < deadline,
-            "reading partition {p} via {addr} took too long"
+            "reading partition {p} via {addr} made no progress for {READ_STALL:?} (at offset {offset})"
         );
         let resp = http
             .get(format!(
@@ -344,6 +348,7 @@ async fn read_partition(http: &reqwest::Client, addr: &str, p: u32) -> Vec<(u64,
             out.push((o, r["value"].as_str().unwrap_or_default().to_string()));
             offset = o + 1;
         }
+        deadline = Instant::now() + READ_STALL;
     }
 }
 
@@ -352,11 +357,11 @@ async fn read_partition_grpc(addr: &str, p: u32) -> Vec<(u64, String)> {
     use strata_api::proto::{self, read_request::Start, strata_client::StrataClient};
     let mut out = Vec::new();
     let mut offset = 0u64;
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut deadline = Instant::now() + READ_STALL;
     loop {
         assert!(
             Instant::now() < deadline,
-            "reading partition {p} over gRPC via {addr} took too long"
+            "reading partition {p} over gRPC via {addr} made no progress for {READ_STALL:?} (at offset {offset})"
         );
         let attempt = async {
             let mut client = StrataClient::connect(format!("http://{addr}")).await.ok()?;
@@ -388,6 +393,7 @@ async fn read_partition_grpc(addr: &str, p: u32) -> Vec<(u64, String)> {
             out.push((r.offset, String::from_utf8_lossy(value).into_owned()));
             offset = r.offset + 1;
         }
+        deadline = Instant::now() + READ_STALL;
     }
 }
 
@@ -411,7 +417,8 @@ async fn read_partition_kafka(bootstrap: String, p: u32) -> Vec<(u64, String)> {
                 "-f",
                 "%o %s\\n",
             ]),
-            Duration::from_secs(60),
+            // One process for the whole partition: bounded for a soak's log.
+            Duration::from_secs(900),
         )
     })
     .await
