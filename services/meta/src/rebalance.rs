@@ -360,14 +360,18 @@ mod tests {
         load(s, &live, of).into_values().collect()
     }
 
+    /// Broker `id` joins, like broker 1.
+    fn join(s: &mut ClusterState, id: NodeId) {
+        let mut joined = s.brokers[&1].clone();
+        joined.node_id = id;
+        s.brokers.insert(id, joined);
+    }
+
     #[test]
     fn a_joining_broker_gets_replicas_then_leaderships() {
         let mut s = cluster(3, 6, 3);
         assert_eq!(next_move(&s, 10_100), None, "balanced already");
-        // Broker 4 joins.
-        let mut four = s.brokers[&1].clone();
-        four.node_id = 4;
-        s.brokers.insert(4, four);
+        join(&mut s, 4);
         let mut moves = 0;
         while let Some(m) = next_move(&s, 10_100) {
             apply(&mut s, &m);
@@ -412,9 +416,7 @@ mod tests {
             None,
             "two live brokers: two replicas is all"
         );
-        let mut four = s.brokers[&1].clone();
-        four.node_id = 4;
-        s.brokers.insert(4, four);
+        join(&mut s, 4);
         let mut moves = 0;
         while let Some(m) = next_move(&s, 10_100) {
             apply(&mut s, &m);
@@ -430,9 +432,7 @@ mod tests {
     #[test]
     fn nothing_moves_while_a_replica_is_out_of_sync_or_down() {
         let mut s = cluster(3, 6, 3);
-        let mut four = s.brokers[&1].clone();
-        four.node_id = 4;
-        s.brokers.insert(4, four);
+        join(&mut s, 4);
         let Some(Move::SetReplicas {
             partition,
             epoch,

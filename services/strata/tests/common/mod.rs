@@ -244,14 +244,7 @@ pub fn kcat(skipped: &str) -> bool {
         .arg("-V")
         .output()
         .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true"),
-            "kcat is missing (scripts/test.sh installs it)"
-        );
-        eprintln!("!!! SKIPPED {skipped}: kcat is not installed (scripts/test.sh installs it)");
-    }
-    ok
+    tool_present(ok, "kcat", skipped)
 }
 
 /// Whether Python's confluent-kafka (librdkafka) can be imported; with
@@ -262,14 +255,18 @@ pub fn confluent_kafka(skipped: &str) -> bool {
         .args(["-c", "import confluent_kafka"])
         .output()
         .is_ok_and(|o| o.status.success());
+    tool_present(ok, "confluent-kafka", skipped)
+}
+
+/// `ok`, after failing the test with `CI=true` when `tool` is missing, or
+/// saying loudly that `skipped` is left out elsewhere.
+fn tool_present(ok: bool, tool: &str, skipped: &str) -> bool {
     if !ok {
         assert!(
             std::env::var("CI").map_or(true, |v| v != "true"),
-            "confluent-kafka is missing (scripts/test.sh installs it)"
+            "{tool} is missing (scripts/test.sh installs it)"
         );
-        eprintln!(
-            "!!! SKIPPED {skipped}: confluent-kafka is not installed (scripts/test.sh installs it)"
-        );
+        eprintln!("!!! SKIPPED {skipped}: {tool} is not installed (scripts/test.sh installs it)");
     }
     ok
 }
