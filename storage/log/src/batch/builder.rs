@@ -14,7 +14,9 @@ use super::BatchError;
 use super::compression::Compression;
 use super::header::{ATTRIBUTES, CRC, HEADER_LEN, LOG_OVERHEAD, MAGIC_V2, TRANSACTIONAL_FLAG};
 use super::record::RecordHeader;
-use super::varint::{encode_varint, encode_varlong};
+use super::varint::{
+    MAX_VARINT_LEN, MAX_VARLONG_LEN, encode_varint, encode_varlong, varint_len, varlong_len,
+};
 
 /// Kafka's "no producer id / epoch / sequence".
 const NO_PRODUCER: (i64, i16, i32) = (-1, -1, -1);
@@ -129,45 +131,62 @@ impl BatchBuilder {
             .unwrap_or(base_timestamp);
         let count = i32::try_from(self.records.len()).map_err(|_| I32_LIMIT)?;
 
-        let mut section = Vec::new();
-        let mut body = Vec::new();
-        for (delta, record) in (0..count).zip(&self.records) {
-            body.clear();
-            // Java's long subtraction wraps; decoding adds back with wrapping too.
-            encode_body(
-                &mut body,
-                delta,
-                record.timestamp.wrapping_sub(base_timestamp),
-                record,
-            )?;
-            encode_varint(len_i32(body.len())?, &mut section);
-            section.extend_from_slice(&body);
+        // The header is written last, once the length is known.
+        let mut out = Vec::with_capacity(HEADER_LEN + self.payload_estimate());
+        out.resize(HEADER_LEN, 0);
+        if self.compression == Compression::None {
+            // Straight into the batch: each record's length is computed
+            // first, so the payload is copied once, not via a records
+            // section and its compressed copy.
+            for (delta, record) in (0..count).zip(&self.records) {
+                let timestamp_delta = record.timestamp.wrapping_sub(base_timestamp);
+                let len = body_len(delta, timestamp_delta, record)?;
+                encode_varint(len_i32(len)?, &mut out);
+                let before = out.len();
+                encode_body(&mut out, delta, timestamp_delta, record)?;
+                debug_assert_eq!(out.len() - before, len);
+            }
+        } else {
+            let mut section = Vec::new();
+            let mut body = Vec::new();
+            for (delta, record) in (0..count).zip(&self.records) {
+                body.clear();
+                // Java's long subtraction wraps; decoding adds back with wrapping too.
+                encode_body(
+                    &mut body,
+                    delta,
+                    record.timestamp.wrapping_sub(base_timestamp),
+                    record,
+                )?;
+                encode_varint(len_i32(body.len())?, &mut section);
+                section.extend_from_slice(&body);
+            }
+            out.extend_from_slice(&self.compression.compress(&section)?);
         }
-        let section = self.compression.compress(&section)?;
 
-        let total = HEADER_LEN.checked_add(section.len()).ok_or(I32_LIMIT)?;
-        let batch_length = len_i32(total.saturating_sub(LOG_OVERHEAD))?;
+        let batch_length = len_i32(out.len().saturating_sub(LOG_OVERHEAD))?;
         let mut attributes = self.compression.attribute_bits();
         if self.transactional {
             attributes |= TRANSACTIONAL_FLAG;
         }
-
-        let mut out = Vec::with_capacity(total);
-        out.extend_from_slice(&0i64.to_be_bytes()); // base offset
-        out.extend_from_slice(&batch_length.to_be_bytes());
-        out.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
-        out.push(MAGIC_V2 as u8);
-        out.extend_from_slice(&0u32.to_be_bytes()); // CRC, filled in below
-        out.extend_from_slice(&attributes.to_be_bytes());
-        out.extend_from_slice(&count.saturating_sub(1).to_be_bytes()); // last offset delta
-        out.extend_from_slice(&base_timestamp.to_be_bytes());
-        out.extend_from_slice(&max_timestamp.to_be_bytes());
-        out.extend_from_slice(&self.producer_id.to_be_bytes());
-        out.extend_from_slice(&self.producer_epoch.to_be_bytes());
-        out.extend_from_slice(&self.base_sequence.to_be_bytes());
-        out.extend_from_slice(&count.to_be_bytes());
-        debug_assert_eq!(out.len(), HEADER_LEN);
-        out.extend_from_slice(&section);
+        let mut header = Vec::with_capacity(HEADER_LEN);
+        header.extend_from_slice(&0i64.to_be_bytes()); // base offset
+        header.extend_from_slice(&batch_length.to_be_bytes());
+        header.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
+        header.push(MAGIC_V2 as u8);
+        header.extend_from_slice(&0u32.to_be_bytes()); // CRC, filled in below
+        header.extend_from_slice(&attributes.to_be_bytes());
+        header.extend_from_slice(&count.saturating_sub(1).to_be_bytes()); // last offset delta
+        header.extend_from_slice(&base_timestamp.to_be_bytes());
+        header.extend_from_slice(&max_timestamp.to_be_bytes());
+        header.extend_from_slice(&self.producer_id.to_be_bytes());
+        header.extend_from_slice(&self.producer_epoch.to_be_bytes());
+        header.extend_from_slice(&self.base_sequence.to_be_bytes());
+        header.extend_from_slice(&count.to_be_bytes());
+        debug_assert_eq!(header.len(), HEADER_LEN);
+        if let Some(slot) = out.get_mut(..HEADER_LEN) {
+            slot.copy_from_slice(&header);
+        }
 
         let crc = crc32c::crc32c(out.get(ATTRIBUTES..).unwrap_or_default());
         if let Some(slot) = out.get_mut(CRC..CRC + 4) {
@@ -175,6 +194,50 @@ impl BatchBuilder {
         }
         Ok(Bytes::from(out))
     }
+}
+
+impl BatchBuilder {
+    /// Roughly the bytes of the records uncompressed: keys, values and
+    /// headers plus a few bytes of lengths and deltas each.
+    fn payload_estimate(&self) -> usize {
+        let field = |b: &Option<Bytes>| b.as_ref().map_or(0, Bytes::len);
+        self.records
+            .iter()
+            .map(|r| {
+                let headers: usize = r
+                    .headers
+                    .iter()
+                    .map(|h| h.key.len() + field(&h.value) + 2 * MAX_VARINT_LEN)
+                    .sum();
+                field(&r.key) + field(&r.value) + headers + 4 * MAX_VARINT_LEN + MAX_VARLONG_LEN
+            })
+            .sum()
+    }
+}
+
+/// The bytes [`encode_body`] writes for `record`.
+fn body_len(
+    offset_delta: i32,
+    timestamp_delta: i64,
+    record: &PendingRecord,
+) -> Result<usize, BatchError> {
+    let nullable = |field: Option<&Bytes>| -> Result<usize, BatchError> {
+        Ok(match field {
+            None => varint_len(-1),
+            Some(bytes) => varint_len(len_i32(bytes.len())?) + bytes.len(),
+        })
+    };
+    let mut len = 1 // attributes
+        + varlong_len(timestamp_delta)
+        + varint_len(offset_delta)
+        + nullable(record.key.as_ref())?
+        + nullable(record.value.as_ref())?
+        + varint_len(len_i32(record.headers.len())?);
+    for header in &record.headers {
+        len += varint_len(len_i32(header.key.len())?) + header.key.len();
+        len += nullable(header.value.as_ref())?;
+    }
+    Ok(len)
 }
 
 fn len_i32(len: usize) -> Result<i32, BatchError> {
