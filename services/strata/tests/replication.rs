@@ -902,8 +902,14 @@ async fn acknowledged_records_survive_a_nemesis() {
                 .rev()
                 .take(20)
                 .collect();
+            // All of it, for the librdkafka log before the tail.
+            let saved = std::env::temp_dir().join(format!("nemesis-{seed}-kafka-producer.log"));
+            let _ = std::fs::write(&saved, lines.join("\n"));
             // Checked last: first see whether what it was told is in the log.
-            producer_failure = Some(format!("Kafka producer failed ({status}): {tail:?}"));
+            producer_failure = Some(format!(
+                "Kafka producer failed ({status}; its whole output is in {}): {tail:?}",
+                saved.display()
+            ));
         }
         for line in &lines {
             let parts: Vec<&str> = line.split(' ').collect();
@@ -1040,7 +1046,15 @@ async fn acknowledged_records_survive_a_nemesis() {
         "high watermarks went back: {regressions:?}"
     );
     if let Some(failure) = producer_failure {
-        panic!("{failure}");
+        // The log as it ended, to hold the producer's sequence numbers against.
+        let saved = std::env::temp_dir().join(format!("nemesis-{seed}-log.txt"));
+        let text: String = reference
+            .iter()
+            .enumerate()
+            .flat_map(|(p, log)| log.iter().map(move |(o, v)| format!("{p} {o} {v}\n")))
+            .collect();
+        let _ = std::fs::write(&saved, text);
+        panic!("{failure} (the log read back is in {})", saved.display());
     }
     assert!(
         checked > 100,

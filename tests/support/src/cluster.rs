@@ -218,9 +218,18 @@ impl Cluster {
                 std::env::var("STRATA_TEST_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start strata server");
+        // The nodes' logs interleave on the test's stderr: each line says
+        // whose it is.
+        let stderr = child.stderr.take().expect("stderr");
+        let id = node.id;
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[n{id}] {line}");
+            }
+        });
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = channel();
         std::thread::spawn(move || {

@@ -320,7 +320,10 @@ async fn produce_partition(
     }
     match state.check(producer) {
         SequenceCheck::Refuse(code) => {
-            tracing::debug!(
+            // Rare, and fatal for a librdkafka producer when it refuses the
+            // batch the client expects to be next: worth a warning, with what
+            // the state was built from.
+            tracing::warn!(
                 partition = partition.key(),
                 producer = producer.producer_id,
                 epoch = producer.epoch,
@@ -328,6 +331,9 @@ async fn produce_partition(
                 last = producer.last_sequence,
                 code,
                 state = ?state.describe(producer.producer_id),
+                loaded_epoch = ?state.loaded_epoch,
+                log_epoch = ?partition.last_epoch(),
+                offsets = ?partition.offsets(),
                 "idempotent batch refused"
             );
             ready(refuse(
