@@ -114,6 +114,23 @@ impl BatchBuilder {
         self.records.is_empty()
     }
 
+    /// Roughly the bytes of the records uncompressed: keys, values and
+    /// headers plus a few bytes of lengths and deltas each.
+    fn payload_estimate(&self) -> usize {
+        let field = |b: &Option<Bytes>| b.as_ref().map_or(0, Bytes::len);
+        self.records
+            .iter()
+            .map(|r| {
+                let headers: usize = r
+                    .headers
+                    .iter()
+                    .map(|h| h.key.len() + field(&h.value) + 2 * MAX_VARINT_LEN)
+                    .sum();
+                field(&r.key) + field(&r.value) + headers + 4 * MAX_VARINT_LEN + MAX_VARLONG_LEN
+            })
+            .sum()
+    }
+
     /// Encodes the batch: base offset 0, leader epoch -1, create-time
     /// timestamps, CRC-32C filled in.
     ///
@@ -193,25 +210,6 @@ impl BatchBuilder {
             slot.copy_from_slice(&crc.to_be_bytes());
         }
         Ok(Bytes::from(out))
-    }
-}
-
-impl BatchBuilder {
-    /// Roughly the bytes of the records uncompressed: keys, values and
-    /// headers plus a few bytes of lengths and deltas each.
-    fn payload_estimate(&self) -> usize {
-        let field = |b: &Option<Bytes>| b.as_ref().map_or(0, Bytes::len);
-        self.records
-            .iter()
-            .map(|r| {
-                let headers: usize = r
-                    .headers
-                    .iter()
-                    .map(|h| h.key.len() + field(&h.value) + 2 * MAX_VARINT_LEN)
-                    .sum();
-                field(&r.key) + field(&r.value) + headers + 4 * MAX_VARINT_LEN + MAX_VARLONG_LEN
-            })
-            .sum()
     }
 }
 
