@@ -54,8 +54,9 @@ pub struct ClusterNode {
 }
 
 /// A cluster of `strata` processes, killed when dropped. The nodes log to
-/// the test's stderr at `RUST_LOG=warn`, or at `STRATA_TEST_LOG` when set
-/// (e.g. `STRATA_TEST_LOG=info,openraft=error` to follow a failing test).
+/// the test's stderr, each line prefixed `[n<id>]`, at `RUST_LOG=warn`, or
+/// at `STRATA_TEST_LOG` when set (e.g. `STRATA_TEST_LOG=info,openraft=error`
+/// to follow a failing test).
 pub struct Cluster {
     bin: PathBuf,
     root: PathBuf,
